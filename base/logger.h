@@ -1,0 +1,48 @@
+// Logger: leveled lines to stderr, each prefixed with a time stamp and the owner's name
+// (e.g. "node1"), so that two nodes living in one test process stay readable. A Logger is a
+// small value handed to each component by the composition root; there is no global logger.
+#pragma once
+
+#include <atomic>
+#include <cstdarg>
+#include <memory>
+#include <string>
+
+namespace hafs {
+
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
+
+// Parses "debug", "info", "warn", "error"; returns false for anything else.
+bool parse_log_level(const std::string& text, LogLevel* out);
+
+class Logger {
+ public:
+  Logger() : Logger("hafs", LogLevel::kInfo) {}
+  Logger(std::string name, LogLevel level);
+
+  // A logger for a sub-component sharing this one's level: node1 -> node1/destage.
+  Logger child(const std::string& component) const;
+  void set_level(LogLevel level) { state_->level.store(level, std::memory_order_relaxed); }
+  bool enabled(LogLevel level) const {
+    return level >= state_->level.load(std::memory_order_relaxed);
+  }
+
+  void log(LogLevel level, const char* fmt, ...) const __attribute__((format(printf, 3, 4)));
+  void debug(const char* fmt, ...) const __attribute__((format(printf, 2, 3)));
+  void info(const char* fmt, ...) const __attribute__((format(printf, 2, 3)));
+  void warn(const char* fmt, ...) const __attribute__((format(printf, 2, 3)));
+  void error(const char* fmt, ...) const __attribute__((format(printf, 2, 3)));
+
+ private:
+  struct State {
+    std::atomic<LogLevel> level;
+  };
+  Logger(std::string name, std::shared_ptr<State> state)
+      : name_(std::move(name)), state_(std::move(state)) {}
+  void vlog(LogLevel level, const char* fmt, va_list ap) const;
+
+  std::string name_;
+  std::shared_ptr<State> state_;  // shared by a logger and its children
+};
+
+}  // namespace hafs

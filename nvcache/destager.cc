@@ -1,0 +1,83 @@
+#include "nvcache/destager.h"
+
+#include "nvcache/log_format.h"
+
+namespace hafs::nvcache {
+
+Status RingBytes::read(uint64_t data_pos, std::span<std::byte> out) const {
+  const uint64_t off = data_pos % data_bytes_;
+  HAFS_CHECK(off + out.size() <= data_bytes_, "staged extent crosses the end of the ring");
+  return store_->read(kDataOffset + off, out);
+}
+
+namespace {
+Status fault(FaultRegistry* faults, FaultSite site) {
+  return faults ? faults->hit(site) : Status::ok();
+}
+bool object_gone(const Status& s) { return s.code() == Code::kStale || s.code() == Code::kNotFound; }
+}  // namespace
+
+Result<DestageResult> destage_objects(const std::vector<ObjectId>& objects, uint64_t max_lsn,
+                                      const ExtentLister& list, const RingBytes& ring,
+                                      DestageTarget& target, FaultRegistry* faults,
+                                      const Logger& logger) {
+  DestageResult result;
+  for (const ObjectId& object : objects) {
+    std::vector<StagedExtent> extents = list(object);
+    std::erase_if(extents, [&](const StagedExtent& e) { return e.lsn > max_lsn; });
+    if (extents.empty()) continue;
+    // Coalesce: adjacent extents become one buffer and one pwrite.
+    std::vector<std::vector<std::byte>> buffers;
+    std::vector<DestageExtent> runs;
+    std::vector<uint64_t> run_offsets;
+    uint64_t epoch = 0;
+    for (size_t i = 0; i < extents.size();) {
+      size_t j = i;
+      uint64_t len = 0;
+      while (j < extents.size() && extents[j].file_offset == extents[i].file_offset + len) {
+        len += extents[j].length;
+        ++j;
+      }
+      std::vector<std::byte> buf(len);
+      uint64_t at = 0;
+      for (size_t k = i; k < j; ++k) {
+        HAFS_RETURN_IF_ERROR(
+            ring.read(extents[k].data_pos, std::span(buf.data() + at, extents[k].length)));
+        at += extents[k].length;
+        epoch = std::max(epoch, extents[k].epoch);
+      }
+      run_offsets.push_back(extents[i].file_offset);
+      buffers.push_back(std::move(buf));
+      i = j;
+    }
+    for (size_t r = 0; r < buffers.size(); ++r) runs.push_back({run_offsets[r], buffers[r]});
+
+    HAFS_RETURN_IF_ERROR(fault(faults, FaultSite::kDestageBeforeWrite));
+    Status s = target.write(object, epoch, runs);
+    if (object_gone(s)) {
+      logger.debug("destage: object of volume %u is gone (%s); dropping its staged extents",
+                   object.volume_id, s.to_string().c_str());
+      result.gone.push_back(object);
+      continue;
+    }
+    HAFS_RETURN_IF_ERROR(s);
+    result.written.push_back(object);
+    result.extents += extents.size();
+    for (const auto& b : buffers) result.bytes += b.size();
+  }
+  HAFS_RETURN_IF_ERROR(fault(faults, FaultSite::kDestageBeforeSync));
+  for (size_t i = 0; i < result.written.size();) {
+    Status s = target.sync(result.written[i]);
+    if (object_gone(s)) {  // unlinked between write and sync: nothing left to keep
+      result.gone.push_back(result.written[i]);
+      result.written.erase(result.written.begin() + static_cast<long>(i));
+      continue;
+    }
+    HAFS_RETURN_IF_ERROR(s);
+    ++i;
+  }
+  HAFS_RETURN_IF_ERROR(fault(faults, FaultSite::kDestageAfterSync));
+  return result;
+}
+
+}  // namespace hafs::nvcache

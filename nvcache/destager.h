@@ -1,0 +1,65 @@
+// Destaging: writing staged extents to the storage medium, syncing, and only then letting the
+// ring be trimmed. DestageTarget is the seam to the medium (fs/ implements it with the volume
+// layer: reopen by handle, pwrite, fsync; tests use an in-memory target).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "base/fault.h"
+#include "base/logger.h"
+#include "base/status.h"
+#include "nvcache/extent_index.h"
+#include "nvcache/store.h"
+
+namespace hafs::nvcache {
+
+struct DestageExtent {
+  uint64_t file_offset = 0;
+  std::span<const std::byte> data;
+};
+
+class DestageTarget {
+ public:
+  virtual ~DestageTarget() = default;
+  // Writes the extents (sorted, non-overlapping) of one object. `epoch` is the newest epoch
+  // among them: a target that fences refuses a stale one with kStaleEpoch. kStale (or
+  // kNotFound) means the object no longer exists: its extents are dropped, not retried.
+  virtual Status write(const ObjectId& object, uint64_t epoch,
+                       std::span<const DestageExtent> extents) = 0;
+  // Makes everything written to the object durable on the medium.
+  virtual Status sync(const ObjectId& object) = 0;
+};
+
+// What one destage of a set of objects did.
+struct DestageResult {
+  std::vector<ObjectId> written;   // written and synced: their extents <= max_lsn can go
+  std::vector<ObjectId> gone;      // no longer exist: their extents can go
+  uint64_t bytes = 0;
+  uint64_t extents = 0;
+};
+
+// Reads the ring bytes of staged extents. The ring space of an extent stays valid until the
+// ring is trimmed past its record, which happens only after the extent has left the index.
+class RingBytes {
+ public:
+  RingBytes(const Store& store, uint64_t data_bytes) : store_(&store), data_bytes_(data_bytes) {}
+  Status read(uint64_t data_pos, std::span<std::byte> out) const;
+
+ private:
+  const Store* store_;
+  uint64_t data_bytes_;
+};
+
+// Writes every extent with LSN <= max_lsn of each object in `objects` (as listed by `extents`,
+// coalescing adjacent ones), then syncs them. Stops at the first error, which leaves every
+// record staged (nothing is removed from any index here): the caller retries later.
+using ExtentLister = std::function<std::vector<StagedExtent>(const ObjectId&)>;
+Result<DestageResult> destage_objects(const std::vector<ObjectId>& objects, uint64_t max_lsn,
+                                      const ExtentLister& extents, const RingBytes& ring,
+                                      DestageTarget& target, FaultRegistry* faults,
+                                      const Logger& logger);
+
+}  // namespace hafs::nvcache

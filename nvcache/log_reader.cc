@@ -1,0 +1,140 @@
+#include "nvcache/log_reader.h"
+
+#include <array>
+
+#include "base/crc32c.h"
+
+namespace hafs::nvcache {
+
+const char* scan_end_name(ScanEnd end) {
+  switch (end) {
+    case ScanEnd::kClean: return "clean end";
+    case ScanEnd::kTorn: return "torn record";
+    case ScanEnd::kCorrupt: return "corrupt record";
+    case ScanEnd::kGap: return "LSN gap";
+  }
+  return "?";
+}
+
+Result<RingHeader> read_ring_header(const Store& store, std::string* report) {
+  if (store.size() < kMinRingBytes)
+    return Status::error(Code::kCorruption, "store of " + std::to_string(store.size()) +
+                                                " bytes is smaller than the smallest ring (" +
+                                                std::to_string(kMinRingBytes) + ")");
+  std::optional<RingHeader> best;
+  std::string errors;
+  for (int copy = 0; copy < 2; ++copy) {
+    std::array<std::byte, kEncodedRingHeader> buf{};
+    HAFS_RETURN_IF_ERROR(store.read(copy * kHeaderSlotBytes, buf));
+    auto h = decode_ring_header(buf, store.size());
+    if (!h) {
+      errors += std::string(errors.empty() ? "" : "; ") + "header copy " + "AB"[copy] + ": " +
+                h.status().message();
+      continue;
+    }
+    if (!best || h->header_seq > best->header_seq) best = *h;
+  }
+  if (!best) return Status::error(Code::kCorruption, "no valid ring header (" + errors + ")");
+  if (report) *report = errors;
+  return *best;
+}
+
+LogReader::LogReader(const Store& store, const RingHeader& header)
+    : store_(store), header_(header), next_lsn_(header.trim_lsn), next_pos_(header.trim_pos) {}
+
+Status LogReader::read_at(uint64_t pos, std::span<std::byte> out) {
+  return store_.read(kDataOffset + pos % header_.data_bytes, out);
+}
+
+bool LogReader::stop(ScanEnd end, std::string message) {
+  done_ = true;
+  end_ = end;
+  end_message_ = std::move(message);
+  return false;
+}
+
+Result<bool> LogReader::next(RecordView* out) {
+  while (!done_) {
+    const uint64_t offset = next_pos_ % header_.data_bytes;
+    const uint64_t room = header_.data_bytes - offset;  // bytes until the end of the data area
+    const std::string where = "at position " + std::to_string(next_pos_) + " (LSN " +
+                              std::to_string(next_lsn_) + " expected)";
+    std::array<std::byte, kRecordHeaderBytes> fixed{};
+    HAFS_RETURN_IF_ERROR(read_at(next_pos_, fixed));
+    auto decoded = decode_record_header(fixed);
+    if (!decoded) {
+      // No magic is the normal end of a log; anything else with a magic is damage.
+      if (decoded.status().message() == "no record magic") return stop(ScanEnd::kClean, "end " + where);
+      return stop(ScanEnd::kCorrupt, decoded.status().message() + " " + where);
+    }
+    const RecordHeader& h = *decoded;
+    // A record from an earlier lap, or an unacknowledged one from before the last restart
+    // (older session), is where the valid log ends.
+    if (h.lsn < next_lsn_) return stop(ScanEnd::kClean, "end " + where);
+    const uint64_t span = record_span(h);
+    if (span > room || span % kRecordAlign != 0 || (h.type == RecordType::kPad && span != room))
+      return stop(ScanEnd::kCorrupt, "record length " + std::to_string(span) +
+                                         " impossible with " + std::to_string(room) +
+                                         " bytes left " + where);
+    buf_.resize(h.type == RecordType::kPad ? kRecordHeaderBytes
+                                           : payload_offset(h.key_len) + h.payload_len);
+    HAFS_RETURN_IF_ERROR(read_at(next_pos_, buf_));
+    if (!verify_record_header_crc(buf_)) {
+      if (h.lsn == next_lsn_) return stop(ScanEnd::kTorn, "header CRC mismatch " + where);
+      return stop(ScanEnd::kClean, "end (unverifiable bytes) " + where);
+    }
+    if (h.ring_tag != ring_tag(header_.ring_id))
+      return stop(ScanEnd::kClean, "end (record of another ring) " + where);
+    if (h.lsn != next_lsn_)
+      return stop(ScanEnd::kGap, "LSN " + std::to_string(h.lsn) + " found " + where);
+    if (h.pos != next_pos_)
+      return stop(ScanEnd::kCorrupt, "record says position " + std::to_string(h.pos) + " " + where);
+    if (h.session > header_.session || h.session < last_session_)
+      return stop(ScanEnd::kClean, "end (record of session " + std::to_string(h.session) +
+                                       " after session " + std::to_string(last_session_) + ") " +
+                                       where);
+    const std::span<const std::byte> payload(buf_.data() + payload_offset(h.key_len), h.payload_len);
+    if (h.type == RecordType::kWrite && crc32c(payload) != h.payload_crc)
+      return stop(ScanEnd::kTorn, "payload CRC mismatch " + where);
+
+    last_session_ = h.session;
+    next_lsn_ = h.lsn + 1;
+    next_pos_ += span;
+    if (h.type == RecordType::kPad) continue;
+    out->header = h;
+    out->key = std::span<const std::byte>(buf_.data() + kRecordHeaderBytes, h.key_len);
+    out->payload = payload;
+    out->data_pos = h.pos + payload_offset(h.key_len);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace hafs::nvcache
+
+namespace hafs::nvcache {
+
+Result<RecoveredRing> scan_ring(const Store& store,
+                                const std::function<void(const RecordView&)>& on_record) {
+  RecoveredRing out;
+  auto header = read_ring_header(store, &out.header_report);
+  if (!header) return header.status();
+  out.header = *header;
+  LogReader reader(store, *header);
+  RecordView view;
+  for (;;) {
+    auto more = reader.next(&view);
+    if (!more) return more.status();
+    if (!*more) break;
+    ++out.records;
+    out.payload_bytes += view.payload.size();
+    on_record(view);
+  }
+  out.next_lsn = reader.next_lsn();
+  out.next_pos = reader.next_pos();
+  out.end = reader.end();
+  out.end_message = reader.end_message();
+  return out;
+}
+
+}  // namespace hafs::nvcache

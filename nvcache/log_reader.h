@@ -1,0 +1,92 @@
+// LogReader: walks a ring (an NV log or a mirror of one) from its trim point and yields every
+// valid record in LSN order; it stops at the first record that is missing, torn or corrupt and
+// says where and why. Nothing after that point is ever returned (invariant I5).
+//
+// A record is valid when: magic and version match, its header CRC (header + key) and payload
+// CRC verify, its LSN is the next one expected, its position is where the ring says it should
+// be, its session is not older than the record before it and not newer than the header's, and
+// its length fits the data area. Format: docs/log-format.md.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "nvcache/log_format.h"
+#include "nvcache/store.h"
+
+namespace hafs::nvcache {
+
+// Reads both header copies and returns the newest valid one. `report` (optional) receives a line
+// about a damaged copy, which is survivable as long as the other copy is valid.
+Result<RingHeader> read_ring_header(const Store& store, std::string* report = nullptr);
+
+// Why a scan ended.
+enum class ScanEnd {
+  kClean,    // no record where the next one would be (never written, or left from an earlier lap)
+  kTorn,     // a record with the expected LSN that fails its header or payload CRC: a torn write
+  kCorrupt,  // bytes that claim to be the next record but cannot be (bad length, position, session)
+  kGap,      // a valid record whose LSN skips ahead of the expected one
+};
+const char* scan_end_name(ScanEnd end);
+
+struct RecordView {
+  RecordHeader header;
+  std::span<const std::byte> key;
+  std::span<const std::byte> payload;  // valid until the next call to next()
+  uint64_t data_pos = 0;               // logical ring position of the payload's first byte
+};
+
+class LogReader {
+ public:
+  LogReader(const Store& store, const RingHeader& header);
+
+  // Fills `out` with the next valid record and returns true, or returns false at the end of the
+  // valid log (see end(), end_message()). PAD records are consumed silently. An error Status
+  // means the store itself could not be read.
+  Result<bool> next(RecordView* out);
+
+  ScanEnd end() const { return end_; }
+  const std::string& end_message() const { return end_message_; }
+  uint64_t next_lsn() const { return next_lsn_; }  // LSN the next appended record must carry
+  uint64_t next_pos() const { return next_pos_; }  // logical position where it goes
+  uint32_t last_session() const { return last_session_; }
+
+ private:
+  Status read_at(uint64_t pos, std::span<std::byte> out);
+  bool stop(ScanEnd end, std::string message);
+
+  const Store& store_;
+  RingHeader header_;
+  uint64_t next_lsn_;
+  uint64_t next_pos_;
+  uint32_t last_session_ = 0;
+  bool done_ = false;
+  ScanEnd end_ = ScanEnd::kClean;
+  std::string end_message_;
+  std::vector<std::byte> buf_;  // header + key + payload of the current record
+};
+
+// The whole-ring summary that recovery and Log::open use.
+struct RecoveredRing {
+  RingHeader header;
+  uint64_t next_lsn = 1;
+  uint64_t next_pos = 0;
+  uint64_t records = 0;
+  uint64_t payload_bytes = 0;
+  ScanEnd end = ScanEnd::kClean;
+  std::string end_message;
+  std::string header_report;  // a damaged header copy, if any
+};
+
+}  // namespace hafs::nvcache
+
+namespace hafs::nvcache {
+// Reads the header and walks every valid record, calling `on_record` for each (its spans are
+// valid only during the call). The result says where the valid log ends and why.
+Result<RecoveredRing> scan_ring(const Store& store,
+                                const std::function<void(const RecordView&)>& on_record);
+}  // namespace hafs::nvcache

@@ -1,0 +1,137 @@
+// Log: the appending side of the NV log ring. Format: docs/log-format.md.
+//
+// Appending is reserve -> fill -> persist -> complete:
+//   reserve   assigns the next LSN and ring position, in arrival order; blocks while the ring
+//             has no room (backpressure: the destager trims and wakes it; never an error).
+//   fill      writes header, key and payload at the reservation.
+//   persist   makes those bytes durable in the local store.
+//   complete  marks the record persisted and indexed by the caller, and waits until every
+//             earlier record is complete too, so that the complete LSN never has holes: a
+//             record is acknowledged only when recovery is sure to find it.
+// A mirror (interconnect) ships the reserved byte range between fill and complete.
+//
+// A failed fill or persist makes the log fail: every later append gets the same error, because a
+// hole in the ring would hide all records after it from recovery. Losing the NV store is a node
+// failure; the partner takes over.
+//
+// Thread safety: all methods may be called concurrently. Lock order: header_mu_ before mu_.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+
+#include "base/fault.h"
+#include "base/logger.h"
+#include "nvcache/log_format.h"
+#include "nvcache/log_reader.h"
+#include "nvcache/store.h"
+
+namespace hafs::nvcache {
+
+struct AppendSpec {
+  uint32_t volume_id = 0;
+  uint64_t epoch = 0;
+  std::span<const std::byte> key;
+  uint64_t file_offset = 0;
+  std::span<const std::byte> payload;
+};
+
+// Where a reserved record sits. A reservation that would cross the end of the data area comes
+// with a PAD record before it (pad_lsn != 0), filled and persisted with it.
+struct Reservation {
+  uint64_t lsn = 0;
+  uint64_t pos = 0;        // logical position of the record (offset in data area = pos % data)
+  uint64_t span = 0;       // bytes from pos to the next record
+  uint64_t pad_lsn = 0;    // 0 when there is no PAD
+  uint64_t pad_pos = 0;
+  uint64_t pad_span = 0;
+  uint64_t first_pos() const { return pad_lsn ? pad_pos : pos; }
+  uint64_t end_pos() const { return pos + span; }
+};
+
+// The point the ring may be trimmed to: the record at `lsn` sits at `pos`.
+struct TrimPoint {
+  uint64_t lsn = 1;
+  uint64_t pos = 0;
+};
+
+struct LogOptions {
+  Logger logger;
+  FaultRegistry* faults = nullptr;  // optional
+};
+
+class Log {
+ public:
+  // Writes an empty ring over the whole store: both header copies, trim at LSN 1, position 0.
+  static Status format(Store& store, uint32_t node_id, uint64_t ring_id, uint32_t flags = 0);
+
+  // Opens a ring whose valid records were found by a scan (see recover_ring), for appending
+  // after them. Starts a new writer session and persists the header.
+  static Result<std::unique_ptr<Log>> open(Store& store, const RecoveredRing& recovered,
+                                           LogOptions options);
+
+  Result<Reservation> reserve(uint16_t key_len, uint32_t payload_len);
+  Status fill(const Reservation& r, const AppendSpec& spec);
+  Status persist(const Reservation& r);
+  Status complete(const Reservation& r);
+  // Marks the log failed (an append could not be filled or persisted) and wakes every waiter.
+  void fail(const Status& why);
+  // reserve + fill + persist + complete, for callers with nothing to do in between.
+  Result<Reservation> append(const AppendSpec& spec);
+
+  // Frees the ring up to `to` (which must not pass complete_point()); persists the header first.
+  Status trim(TrimPoint to);
+  // Wakes every waiter with kAborted; later appends fail.
+  void shutdown();
+
+  // The first record not yet complete: everything before it is persisted and indexed.
+  TrimPoint complete_point() const;
+  TrimPoint trim_point() const;
+  uint64_t data_bytes() const { return data_bytes_; }
+  uint64_t used_bytes() const;   // between trim and head
+  uint64_t ring_id() const { return ring_id_; }
+  uint32_t session() const { return session_; }
+  uint64_t space_waits() const;  // how many reservations had to wait for room
+  Store& store() { return store_; }
+
+  // Called when an appender starts waiting for room; the destager registers itself here.
+  void set_space_waiter_hook(std::function<void()> hook);
+
+ private:
+  Log(Store& store, const RecoveredRing& r, LogOptions options);
+  Status write_header_locked(const RingHeader& h);  // requires header_mu_
+  Status write_pad(uint64_t lsn, uint64_t pos, uint64_t span);
+
+  Store& store_;
+  const LogOptions options_;
+  const uint64_t data_bytes_;
+  const uint64_t ring_id_;
+  const uint32_t node_id_;
+  const uint32_t flags_;
+  uint32_t session_ = 0;
+
+  std::mutex header_mu_;         // serializes header writes; taken before mu_
+  RingHeader header_;            // GUARDED_BY(header_mu_): what is on the store
+
+  mutable std::mutex mu_;
+  std::condition_variable space_cv_;     // room in the ring, or reservation turn
+  std::condition_variable complete_cv_;  // complete point advanced
+  uint64_t next_lsn_;            // GUARDED_BY(mu_)
+  uint64_t head_pos_;            // GUARDED_BY(mu_)
+  TrimPoint trim_;               // GUARDED_BY(mu_)
+  TrimPoint complete_;           // GUARDED_BY(mu_)
+  std::map<uint64_t, uint64_t> done_;  // GUARDED_BY(mu_): completed LSN -> its end pos, above complete_
+  uint64_t tickets_ = 0;         // GUARDED_BY(mu_): reservations handed out in arrival order
+  uint64_t serving_ = 0;         // GUARDED_BY(mu_)
+  uint64_t space_waits_ = 0;     // GUARDED_BY(mu_)
+  Status failed_;                // GUARDED_BY(mu_): sticky failure
+  bool shutdown_ = false;        // GUARDED_BY(mu_)
+  std::function<void()> space_waiter_hook_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace hafs::nvcache

@@ -1,0 +1,326 @@
+#include "nvcache/nvcache.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+namespace hafs::nvcache {
+
+void apply_staged(const StagedData& staged, uint64_t offset, std::span<std::byte> buf) {
+  for (const auto& piece : staged) {
+    HAFS_CHECK(piece.file_offset >= offset &&
+                   piece.file_offset + piece.data.size() <= offset + buf.size(),
+               "staged piece outside the read range");
+    std::memcpy(buf.data() + (piece.file_offset - offset), piece.data.data(), piece.data.size());
+  }
+}
+
+namespace {
+void log_recovery(const Logger& logger, const char* what, const RecoveredRing& r) {
+  if (!r.header_report.empty()) logger.warn("%s: %s", what, r.header_report.c_str());
+  logger.info("%s: %llu records (%llu payload bytes) from LSN %llu to %llu; scan: %s",
+              what, static_cast<unsigned long long>(r.records),
+              static_cast<unsigned long long>(r.payload_bytes),
+              static_cast<unsigned long long>(r.header.trim_lsn),
+              static_cast<unsigned long long>(r.next_lsn - 1), r.end_message.c_str());
+  if (r.end != ScanEnd::kClean)
+    logger.warn("%s: %s ends the valid log; it and anything after it are not applied (%s)", what,
+                scan_end_name(r.end), r.end_message.c_str());
+}
+StagedExtent extent_of(const RecordView& v) {
+  return StagedExtent{v.header.file_offset, v.header.payload_len, v.header.lsn, v.header.epoch,
+                      v.data_pos, v.header.pos};
+}
+}  // namespace
+
+NvCache::NvCache(Store& store, DestageTarget& target, NvCacheOptions options)
+    : store_(store), target_(target), options_(std::move(options)), ring_bytes_(store, 0) {}
+
+Result<std::unique_ptr<NvCache>> NvCache::open(Store& store, DestageTarget& target,
+                                               NvCacheOptions options, RecoveryReport* report) {
+  auto cache = std::unique_ptr<NvCache>(new NvCache(store, target, std::move(options)));
+  uint64_t indexed = 0;
+  auto rec = scan_ring(store, [&](const RecordView& v) {
+    cache->index_.insert(ObjectId{v.header.volume_id, std::string(reinterpret_cast<const char*>(v.key.data()), v.key.size())},
+                         extent_of(v));
+    ++indexed;
+  });
+  if (!rec) return rec.status().with_context("NV log recovery");
+  log_recovery(cache->options_.logger, "NV log recovery", *rec);
+  auto log = Log::open(store, *rec, LogOptions{cache->options_.logger, cache->options_.faults});
+  if (!log) return log.status().with_context("NV log open");
+  cache->log_ = std::move(*log);
+  cache->ring_bytes_ = RingBytes(store, rec->header.data_bytes);
+  cache->log_->set_space_waiter_hook([c = cache.get()] { c->wake_destager(); });
+  if (report) *report = RecoveryReport{*rec, indexed};
+  return cache;
+}
+
+NvCache::~NvCache() { stop(); }
+
+void NvCache::start_destager() {
+  std::lock_guard lock(wake_mu_);
+  if (destager_.joinable() || stopping_) return;
+  destager_ = std::thread([this] { destager_main(); });
+}
+
+void NvCache::stop() {
+  {
+    std::lock_guard lock(wake_mu_);
+    stopping_ = true;
+  }
+  wake_cv_.notify_all();
+  if (destager_.joinable()) destager_.join();
+  if (log_) log_->shutdown();
+  index_room_cv_.notify_all();
+}
+
+void NvCache::wake_destager() {
+  {
+    std::lock_guard lock(wake_mu_);
+    wake_ = true;
+  }
+  wake_cv_.notify_one();
+}
+
+Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t offset,
+                                std::span<const std::byte> data) {
+  if (object.key.size() > kMaxKeyBytes)
+    return Status::error(Code::kInvalidArgument, "object key longer than 128 bytes");
+  uint64_t last_lsn = 0;
+  size_t done = 0;
+  do {
+    const size_t len = std::min<size_t>(data.size() - done, options_.max_record_payload);
+    {  // Index bound: wait (backpressure) while the index is full.
+      std::shared_lock lock(index_mu_);
+      if (index_.extent_count() >= options_.max_extents) {
+        wake_destager();
+        index_room_cv_.wait(lock, [&] {
+          return index_.extent_count() < options_.max_extents || log_->complete_point().lsn == 0;
+        });
+      }
+    }
+    AppendSpec spec{object.volume_id, epoch,
+                    std::span(reinterpret_cast<const std::byte*>(object.key.data()), object.key.size()),
+                    offset + done, data.subspan(done, len)};
+    auto r = log_->reserve(static_cast<uint16_t>(spec.key.size()), static_cast<uint32_t>(len));
+    if (!r) return r.status();
+    HAFS_RETURN_IF_ERROR(log_->fill(*r, spec));
+    HAFS_RETURN_IF_ERROR(log_->persist(*r));
+    {
+      std::unique_lock lock(index_mu_);
+      index_.insert(object, StagedExtent{offset + done, len, r->lsn, epoch,
+                                         r->pos + payload_offset(static_cast<uint16_t>(spec.key.size())),
+                                         r->pos});
+    }
+    HAFS_RETURN_IF_ERROR(log_->complete(*r));
+    last_lsn = r->lsn;
+    done += len;
+    records_appended_.fetch_add(1, std::memory_order_relaxed);
+    bytes_appended_.fetch_add(len, std::memory_order_relaxed);
+  } while (done < data.size());
+  if (under_pressure()) wake_destager();
+  return last_lsn;
+}
+
+Result<StagedData> NvCache::snapshot(const ObjectId& object, uint64_t offset,
+                                     uint64_t length) const {
+  StagedData out;
+  std::shared_lock lock(index_mu_);  // the ring bytes of listed extents stay until they leave
+  for (const StagedExtent& e : index_.lookup(object, offset, length)) {
+    StagedPiece piece{e.file_offset, std::vector<std::byte>(e.length)};
+    HAFS_RETURN_IF_ERROR(ring_bytes_.read(e.data_pos, piece.data));
+    out.push_back(std::move(piece));
+  }
+  return out;
+}
+
+std::optional<uint64_t> NvCache::staged_end(const ObjectId& object) const {
+  std::shared_lock lock(index_mu_);
+  return index_.staged_end(object);
+}
+
+bool NvCache::has_staged(const ObjectId& object) const {
+  std::shared_lock lock(index_mu_);
+  return index_.contains(object);
+}
+
+bool NvCache::under_pressure() const {
+  if (log_->used_bytes() * 2 >= log_->data_bytes()) return true;
+  std::shared_lock lock(index_mu_);
+  return index_.extent_count() * 2 >= options_.max_extents;
+}
+
+Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only) {
+  const TrimPoint complete = log_->complete_point();
+  const uint64_t max_lsn = complete.lsn - 1;  // every record up to here is durable and indexed
+  std::vector<ObjectId> objects;
+  {
+    std::shared_lock lock(index_mu_);
+    if (only) {
+      if (index_.contains(*only)) objects.push_back(*only);
+    } else {
+      objects = index_.objects_to_destage(max_lsn, options_.destage_batch_bytes);
+    }
+  }
+  if (objects.empty()) {
+    HAFS_RETURN_IF_ERROR(trim_locked());
+    return size_t{0};
+  }
+  // The extents' ring bytes cannot go away meanwhile: only a destage (we hold destage_mu_)
+  // removes extents and trims.
+  auto lister = [this](const ObjectId& o) {
+    std::shared_lock lock(index_mu_);
+    return index_.extents_of(o);
+  };
+  auto result = destage_objects(objects, max_lsn, lister, ring_bytes_, target_, options_.faults,
+                                options_.logger);
+  destage_passes_.fetch_add(1, std::memory_order_relaxed);
+  if (!result) {
+    destage_errors_.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard lock(error_mu_);
+    last_destage_error_ = result.status().to_string();
+    return result.status();
+  }
+  {
+    std::unique_lock lock(index_mu_);
+    for (const auto& o : result->written) index_.remove_upto(o, max_lsn);
+    for (const auto& o : result->gone) index_.drop_object(o);
+  }
+  index_room_cv_.notify_all();
+  destaged_bytes_.fetch_add(result->bytes, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(error_mu_);
+    last_destage_error_.clear();
+  }
+  HAFS_RETURN_IF_ERROR(trim_locked());
+  return result->written.size() + result->gone.size();
+}
+
+Status NvCache::trim_locked() {
+  TrimPoint to = log_->complete_point();
+  {
+    std::shared_lock lock(index_mu_);
+    if (auto oldest = index_.oldest(); oldest && oldest->first < to.lsn)
+      to = TrimPoint{oldest->first, oldest->second};
+  }
+  if (to.lsn <= log_->trim_point().lsn) return Status::ok();
+  return log_->trim(to);
+}
+
+Status NvCache::flush_object(const ObjectId& object) {
+  std::lock_guard lock(destage_mu_);
+  auto r = destage_pass(object);
+  return r ? Status::ok() : r.status();
+}
+
+Status NvCache::flush_all() {
+  std::lock_guard lock(destage_mu_);
+  const uint64_t target_lsn = log_->complete_point().lsn;
+  for (;;) {
+    {
+      std::shared_lock lock2(index_mu_);
+      auto oldest = index_.oldest();
+      if (!oldest || oldest->first >= target_lsn) break;
+    }
+    auto r = destage_pass(std::nullopt);
+    if (!r) return r.status();
+  }
+  return trim_locked();
+}
+
+void NvCache::discard_volume(uint32_t volume_id) {
+  std::lock_guard lock(destage_mu_);
+  {
+    std::unique_lock lock2(index_mu_);
+    index_.drop_volume(volume_id);
+  }
+  index_room_cv_.notify_all();
+  Status s = trim_locked();
+  if (!s.is_ok()) options_.logger.warn("trim after discarding volume %u: %s", volume_id, s.to_string().c_str());
+}
+
+void NvCache::destager_main() {
+  uint32_t backoff_ms = 0;
+  for (;;) {
+    {
+      std::unique_lock lock(wake_mu_);
+      const uint32_t wait_ms = backoff_ms ? backoff_ms : options_.destage_interval_ms;
+      wake_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
+                        [&] { return stopping_ || (wake_ && backoff_ms == 0); });
+      if (stopping_) return;
+      wake_ = false;
+    }
+    // Keep going while there is pressure; otherwise one pass per interval.
+    for (;;) {
+      Result<size_t> r = size_t{0};
+      {
+        std::lock_guard lock(destage_mu_);
+        r = destage_pass(std::nullopt);
+      }
+      if (!r) {
+        backoff_ms = backoff_ms ? std::min(backoff_ms * 2, options_.retry_backoff_max_ms) : 10;
+        options_.logger.warn("destage failed, records stay staged; retry in %u ms: %s",
+                             backoff_ms, r.status().to_string().c_str());
+        break;
+      }
+      if (backoff_ms) options_.logger.info("destage recovered");
+      backoff_ms = 0;
+      if (*r == 0 || !under_pressure()) break;
+      std::lock_guard lock(wake_mu_);
+      if (stopping_) return;
+    }
+  }
+}
+
+NvCacheStats NvCache::stats() const {
+  NvCacheStats s;
+  s.data_bytes = log_->data_bytes();
+  s.used_bytes = log_->used_bytes();
+  {
+    std::shared_lock lock(index_mu_);
+    s.staged_bytes = index_.staged_bytes();
+    s.extents = index_.extent_count();
+    s.objects = index_.object_count();
+  }
+  s.complete_lsn = log_->complete_point().lsn - 1;
+  s.trim_lsn = log_->trim_point().lsn;
+  s.records_appended = records_appended_.load(std::memory_order_relaxed);
+  s.bytes_appended = bytes_appended_.load(std::memory_order_relaxed);
+  s.space_waits = log_->space_waits();
+  s.destage_passes = destage_passes_.load(std::memory_order_relaxed);
+  s.destaged_bytes = destaged_bytes_.load(std::memory_order_relaxed);
+  s.destage_errors = destage_errors_.load(std::memory_order_relaxed);
+  std::lock_guard lock(error_mu_);
+  s.last_destage_error = last_destage_error_;
+  return s;
+}
+
+Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
+                                 const std::function<bool(uint32_t)>& volumes,
+                                 FaultRegistry* faults, const Logger& logger) {
+  ExtentIndex index;
+  auto rec = scan_ring(ring, [&](const RecordView& v) {
+    if (!volumes(v.header.volume_id)) return;
+    index.insert(ObjectId{v.header.volume_id, std::string(reinterpret_cast<const char*>(v.key.data()), v.key.size())},
+                 extent_of(v));
+  });
+  if (!rec) return rec.status().with_context("replay scan");
+  log_recovery(logger, "replay of partner ring", *rec);
+  ReplayReport report;
+  report.ring = *rec;
+  RingBytes bytes(ring, rec->header.data_bytes);
+  auto lister = [&](const ObjectId& o) { return index.extents_of(o); };
+  while (index.extent_count() > 0) {
+    auto objects = index.objects_to_destage(UINT64_MAX, 64u << 20);
+    auto r = destage_objects(objects, UINT64_MAX, lister, bytes, target, faults, logger);
+    if (!r) return r.status().with_context("replay");
+    for (const auto& o : r->written) index.drop_object(o);
+    for (const auto& o : r->gone) index.drop_object(o);
+    report.records_applied += r->extents;
+    report.bytes_applied += r->bytes;
+  }
+  return report;
+}
+
+}  // namespace hafs::nvcache

@@ -1,0 +1,161 @@
+// NvCache: the NV log as the rest of hafs uses it. It owns the ring writer, the index of staged
+// extents and the destager thread, and recovers the ring when it opens.
+//
+//   write()     stages bytes: appended to the ring, persisted, indexed; returns when durable.
+//   snapshot()  the staged bytes over a range, to lay over bytes read from the medium.
+//   flush_*()   destages now (before a metadata operation, on fsync of a write-through path,
+//               on shutdown) and returns the destage error if there is one.
+// The destager runs in its own thread: it destages when data has waited destage_interval_ms,
+// at once under pressure (ring or index half full, or a writer waiting for room), and retries
+// failures (EIO, ENOSPC) with backoff while the records stay staged.
+//
+// Thread safety: every method may be called from any thread. Locks, in order:
+// destage_mu_ (one destage at a time) -> index_mu_ -> the Log's locks.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/fault.h"
+#include "base/logger.h"
+#include "base/status.h"
+#include "nvcache/destager.h"
+#include "nvcache/extent_index.h"
+#include "nvcache/log_reader.h"
+#include "nvcache/log_writer.h"
+#include "nvcache/store.h"
+
+namespace hafs::nvcache {
+
+struct NvCacheOptions {
+  Logger logger;
+  FaultRegistry* faults = nullptr;
+  uint32_t max_record_payload = 1u << 20;     // a larger write becomes several records
+  size_t max_extents = 1u << 20;              // index bound; writers wait at it
+  uint64_t destage_batch_bytes = 64u << 20;   // bytes one destage pass writes at most
+  uint32_t destage_interval_ms = 100;         // how long staged data may wait when idle
+  uint32_t retry_backoff_max_ms = 5000;       // destage retry backoff cap after EIO/ENOSPC
+};
+
+struct RecoveryReport {
+  RecoveredRing ring;
+  uint64_t records_indexed = 0;
+};
+
+struct NvCacheStats {
+  uint64_t data_bytes = 0;        // ring data area
+  uint64_t used_bytes = 0;        // ring bytes between trim and head
+  uint64_t staged_bytes = 0;      // live staged bytes in the index
+  uint64_t extents = 0;
+  uint64_t objects = 0;
+  uint64_t complete_lsn = 0;      // highest LSN with every record up to it durable
+  uint64_t trim_lsn = 0;
+  uint64_t records_appended = 0;
+  uint64_t bytes_appended = 0;
+  uint64_t space_waits = 0;       // reservations that waited for room (backpressure)
+  uint64_t destage_passes = 0;
+  uint64_t destaged_bytes = 0;
+  uint64_t destage_errors = 0;
+  std::string last_destage_error; // empty when the last pass succeeded
+};
+
+// Staged bytes copied out of the ring for one range (see NvCache::snapshot).
+struct StagedPiece {
+  uint64_t file_offset;
+  std::vector<std::byte> data;
+};
+using StagedData = std::vector<StagedPiece>;
+// Lays `staged` over `buf`, which holds the range starting at `offset` as read from the medium.
+void apply_staged(const StagedData& staged, uint64_t offset, std::span<std::byte> buf);
+
+class NvCache {
+ public:
+  // Opens the ring in `store`, which the caller keeps alive and which must hold a formatted ring
+  // (Log::format). Every valid record is recovered into the index; call flush_all() to destage
+  // them before serving, then start_destager().
+  static Result<std::unique_ptr<NvCache>> open(Store& store, DestageTarget& target,
+                                               NvCacheOptions options,
+                                               RecoveryReport* report = nullptr);
+  ~NvCache();
+
+  void start_destager();
+  // Stops the destager thread and wakes every waiting writer with kAborted. Idempotent.
+  void stop();
+
+  // Returns the LSN of the last record once everything is durable in the log and indexed.
+  Result<uint64_t> write(const ObjectId& object, uint64_t epoch, uint64_t offset,
+                         std::span<const std::byte> data);
+
+  // Copies the staged bytes of [offset, offset + length). Take it BEFORE reading the medium:
+  // a destage that completes in between then only makes the medium newer, never the overlay
+  // missing (see docs/design.md, "read path").
+  Result<StagedData> snapshot(const ObjectId& object, uint64_t offset, uint64_t length) const;
+  std::optional<uint64_t> staged_end(const ObjectId& object) const;
+  bool has_staged(const ObjectId& object) const;
+
+  Status flush_object(const ObjectId& object);
+  Status flush_all();
+  // Forgets a volume's staged extents without destaging them (records stay in the ring until
+  // trimmed past). For records that another node already applied after a takeover.
+  void discard_volume(uint32_t volume_id);
+
+  NvCacheStats stats() const;
+  Log& log() { return *log_; }
+
+ private:
+  NvCache(Store& store, DestageTarget& target, NvCacheOptions options);
+  // One destage of up to destage_batch_bytes (or of `only` when given), then trim. Requires
+  // destage_mu_. Returns how many objects it destaged.
+  Result<size_t> destage_pass(const std::optional<ObjectId>& only);
+  Status trim_locked();  // requires destage_mu_
+  void destager_main();
+  bool under_pressure() const;
+  void wake_destager();
+
+  Store& store_;
+  DestageTarget& target_;
+  const NvCacheOptions options_;
+  std::unique_ptr<Log> log_;
+  RingBytes ring_bytes_;
+
+  std::mutex destage_mu_;               // one destage at a time (thread, flushes)
+  mutable std::shared_mutex index_mu_;
+  ExtentIndex index_;                   // GUARDED_BY(index_mu_)
+  std::condition_variable_any index_room_cv_;  // extent count fell below max_extents
+
+  std::mutex wake_mu_;
+  std::condition_variable wake_cv_;
+  bool wake_ = false;                   // GUARDED_BY(wake_mu_)
+  bool stopping_ = false;               // GUARDED_BY(wake_mu_)
+  std::thread destager_;
+
+  std::atomic<uint64_t> records_appended_{0};
+  std::atomic<uint64_t> bytes_appended_{0};
+  std::atomic<uint64_t> destage_passes_{0};
+  std::atomic<uint64_t> destaged_bytes_{0};
+  std::atomic<uint64_t> destage_errors_{0};
+  mutable std::mutex error_mu_;
+  std::string last_destage_error_;      // GUARDED_BY(error_mu_)
+};
+
+// Replays a ring that is not ours (the mirror of a dead partner's log) onto the medium: every
+// valid record of the volumes `volumes` selects is applied newest-wins and synced. Read-only on
+// the ring. Used by takeover, which serves those volumes only after this returns OK.
+struct ReplayReport {
+  RecoveredRing ring;
+  uint64_t records_applied = 0;
+  uint64_t bytes_applied = 0;
+};
+Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
+                                 const std::function<bool(uint32_t volume_id)>& volumes,
+                                 FaultRegistry* faults, const Logger& logger);
+
+}  // namespace hafs::nvcache
