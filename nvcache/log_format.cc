@@ -109,7 +109,8 @@ Result<RecordHeader> decode_record_header(std::span<const std::byte, kRecordHead
   RecordHeader h;
   const uint8_t type = get<uint8_t>(in, rec_off::kType);
   if (type != static_cast<uint8_t>(RecordType::kWrite) &&
-      type != static_cast<uint8_t>(RecordType::kPad))
+      type != static_cast<uint8_t>(RecordType::kPad) &&
+      type != static_cast<uint8_t>(RecordType::kFence))
     return Status::error(Code::kCorruption, "unknown record type " + std::to_string(type));
   h.type = static_cast<RecordType>(type);
   h.key_len = get<uint16_t>(in, rec_off::kKeyLen);
@@ -131,6 +132,8 @@ Result<RecordHeader> decode_record_header(std::span<const std::byte, kRecordHead
                                                 std::to_string(kMaxPayloadBytes));
   if (h.type == RecordType::kPad && h.key_len != 0)
     return Status::error(Code::kCorruption, "PAD record with a key");
+  if (h.type == RecordType::kFence && h.payload_len != 0)
+    return Status::error(Code::kCorruption, "FENCE record with a payload");
   return h;
 }
 

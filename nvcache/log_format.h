@@ -74,6 +74,8 @@ inline constexpr uint32_t kMaxPayloadBytes = 4u << 20; // a record never carries
 enum class RecordType : uint8_t {
   kWrite = 1,  // payload bytes go to `key` at `file_offset`
   kPad = 2,    // fills the data area up to its end; the next record is at offset 0
+  kFence = 3,  // every earlier record of `key` is already on the storage medium: replay must
+               // not apply them (written after a flush, before a truncate); no payload
 };
 
 namespace rec_off {

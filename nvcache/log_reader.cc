@@ -1,5 +1,6 @@
 #include "nvcache/log_reader.h"
 
+#include <algorithm>
 #include <array>
 
 #include "base/crc32c.h"
@@ -85,14 +86,20 @@ Result<bool> LogReader::next(RecordView* out) {
     }
     if (h.ring_tag != ring_tag(header_.ring_id))
       return stop(ScanEnd::kClean, "end (record of another ring) " + where);
+    // Before the LSN and position checks: a crashed writer can leave persisted, unacknowledged
+    // records beyond the valid end, and once the next session has appended records of other
+    // sizes one of them can sit exactly where the next record would start, with any LSN. It is
+    // stale bytes (a clean end), not a gap or damage.
+    // No upper bound from the header's session: when the newest header copy is damaged the
+    // reader falls back to the older one, whose session may be older than the records' own.
+    if (h.session < last_session_)
+      return stop(ScanEnd::kClean, "end (record of session " + std::to_string(h.session) +
+                                       " after session " + std::to_string(last_session_) + ") " +
+                                       where);
     if (h.lsn != next_lsn_)
       return stop(ScanEnd::kGap, "LSN " + std::to_string(h.lsn) + " found " + where);
     if (h.pos != next_pos_)
       return stop(ScanEnd::kCorrupt, "record says position " + std::to_string(h.pos) + " " + where);
-    if (h.session > header_.session || h.session < last_session_)
-      return stop(ScanEnd::kClean, "end (record of session " + std::to_string(h.session) +
-                                       " after session " + std::to_string(last_session_) + ") " +
-                                       where);
     const std::span<const std::byte> payload(buf_.data() + payload_offset(h.key_len), h.payload_len);
     if (h.type == RecordType::kWrite && crc32c(payload) != h.payload_crc)
       return stop(ScanEnd::kTorn, "payload CRC mismatch " + where);
@@ -134,6 +141,9 @@ Result<RecoveredRing> scan_ring(const Store& store,
   out.next_pos = reader.next_pos();
   out.end = reader.end();
   out.end_message = reader.end_message();
+  // The next writer session must be newer than every valid record's, also when the header came
+  // from the older copy (the newer one damaged).
+  out.header.session = std::max(out.header.session, reader.last_session());
   return out;
 }
 

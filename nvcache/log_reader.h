@@ -4,8 +4,7 @@
 //
 // A record is valid when: magic and version match, its header CRC (header + key) and payload
 // CRC verify, its LSN is the next one expected, its position is where the ring says it should
-// be, its session is not older than the record before it and not newer than the header's, and
-// its length fits the data area. Format: docs/log-format.md.
+// be, its session is not older than the record before it, and its length fits the data area. Format: docs/log-format.md.
 #pragma once
 
 #include <cstdint>
@@ -44,8 +43,8 @@ class LogReader {
  public:
   LogReader(const Store& store, const RingHeader& header);
 
-  // Fills `out` with the next valid record and returns true, or returns false at the end of the
-  // valid log (see end(), end_message()). PAD records are consumed silently. An error Status
+  // Fills `out` with the next valid record (WRITE or FENCE) and returns true, or returns false
+  // at the end of the valid log (see end(), end_message()). PAD records are consumed silently. An error Status
   // means the store itself could not be read.
   Result<bool> next(RecordView* out);
 
@@ -72,7 +71,7 @@ class LogReader {
 
 // The whole-ring summary that recovery and Log::open use.
 struct RecoveredRing {
-  RingHeader header;
+  RingHeader header;  // the newest valid copy; its session raised to the newest valid record's
   uint64_t next_lsn = 1;
   uint64_t next_pos = 0;
   uint64_t records = 0;

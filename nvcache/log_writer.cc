@@ -149,7 +149,8 @@ Status Log::fill(const Reservation& r, const AppendSpec& spec) {
   if (r.pad_lsn) s = write_pad(r.pad_lsn, r.pad_pos, r.pad_span);
   if (s.is_ok()) {
     RecordHeader h;
-    h.type = RecordType::kWrite;
+    HAFS_CHECK(spec.type == RecordType::kWrite || spec.payload.empty(), "a FENCE has no payload");
+    h.type = spec.type;
     h.key_len = static_cast<uint16_t>(spec.key.size());
     h.lsn = r.lsn;
     h.pos = r.pos;

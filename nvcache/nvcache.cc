@@ -27,9 +27,17 @@ void log_recovery(const Logger& logger, const char* what, const RecoveredRing& r
     logger.warn("%s: %s ends the valid log; it and anything after it are not applied (%s)", what,
                 scan_end_name(r.end), r.end_message.c_str());
 }
-StagedExtent extent_of(const RecordView& v) {
-  return StagedExtent{v.header.file_offset, v.header.payload_len, v.header.lsn, v.header.epoch,
-                      v.data_pos, v.header.pos};
+// Recovery and replay rebuild the index record by record, in LSN order: a WRITE stages its
+// bytes (newest wins), a FENCE forgets everything staged for its object before it.
+void apply_to_index(ExtentIndex& index, const RecordView& v) {
+  ObjectId object{v.header.volume_id,
+                  std::string(reinterpret_cast<const char*>(v.key.data()), v.key.size())};
+  if (v.header.type == RecordType::kFence) {
+    index.drop_object(object);
+    return;
+  }
+  index.insert(object, StagedExtent{v.header.file_offset, v.header.payload_len, v.header.lsn,
+                                    v.header.epoch, v.data_pos, v.header.pos});
 }
 }  // namespace
 
@@ -41,8 +49,7 @@ Result<std::unique_ptr<NvCache>> NvCache::open(Store& store, DestageTarget& targ
   auto cache = std::unique_ptr<NvCache>(new NvCache(store, target, std::move(options)));
   uint64_t indexed = 0;
   auto rec = scan_ring(store, [&](const RecordView& v) {
-    cache->index_.insert(ObjectId{v.header.volume_id, std::string(reinterpret_cast<const char*>(v.key.data()), v.key.size())},
-                         extent_of(v));
+    apply_to_index(cache->index_, v);
     ++indexed;
   });
   if (!rec) return rec.status().with_context("NV log recovery");
@@ -123,10 +130,11 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
   return last_lsn;
 }
 
-Result<StagedData> NvCache::snapshot(const ObjectId& object, uint64_t offset,
-                                     uint64_t length) const {
+Result<StagedData> NvCache::snapshot(const ObjectId& object, uint64_t offset, uint64_t length,
+                                     std::optional<uint64_t>* staged_end) const {
   StagedData out;
   std::shared_lock lock(index_mu_);  // the ring bytes of listed extents stay until they leave
+  if (staged_end) *staged_end = index_.staged_end(object);
   for (const StagedExtent& e : index_.lookup(object, offset, length)) {
     StagedPiece piece{e.file_offset, std::vector<std::byte>(e.length)};
     HAFS_RETURN_IF_ERROR(ring_bytes_.read(e.data_pos, piece.data));
@@ -211,6 +219,15 @@ Status NvCache::trim_locked() {
 Status NvCache::flush_object(const ObjectId& object) {
   std::lock_guard lock(destage_mu_);
   auto r = destage_pass(object);
+  return r ? Status::ok() : r.status();
+}
+
+Status NvCache::flush_and_fence(const ObjectId& object, uint64_t epoch) {
+  HAFS_RETURN_IF_ERROR(flush_object(object));
+  AppendSpec spec{object.volume_id, epoch,
+                  std::span(reinterpret_cast<const std::byte*>(object.key.data()), object.key.size()),
+                  0, {}, RecordType::kFence};
+  auto r = log_->append(spec);
   return r ? Status::ok() : r.status();
 }
 
@@ -301,9 +318,7 @@ Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
                                  FaultRegistry* faults, const Logger& logger) {
   ExtentIndex index;
   auto rec = scan_ring(ring, [&](const RecordView& v) {
-    if (!volumes(v.header.volume_id)) return;
-    index.insert(ObjectId{v.header.volume_id, std::string(reinterpret_cast<const char*>(v.key.data()), v.key.size())},
-                 extent_of(v));
+    if (volumes(v.header.volume_id)) apply_to_index(index, v);
   });
   if (!rec) return rec.status().with_context("replay scan");
   log_recovery(logger, "replay of partner ring", *rec);

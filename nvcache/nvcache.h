@@ -97,11 +97,18 @@ class NvCache {
   // Copies the staged bytes of [offset, offset + length). Take it BEFORE reading the medium:
   // a destage that completes in between then only makes the medium newer, never the overlay
   // missing (see docs/design.md, "read path").
-  Result<StagedData> snapshot(const ObjectId& object, uint64_t offset, uint64_t length) const;
+  // `staged_end`, when given, receives the end of the object's last staged byte, read under the
+  // same lock as the pieces.
+  Result<StagedData> snapshot(const ObjectId& object, uint64_t offset, uint64_t length,
+                              std::optional<uint64_t>* staged_end = nullptr) const;
   std::optional<uint64_t> staged_end(const ObjectId& object) const;
   bool has_staged(const ObjectId& object) const;
 
   Status flush_object(const ObjectId& object);
+  // Destages the object, then appends a FENCE record so that no replay (recovery, or a partner's
+  // takeover) re-applies its older records after the metadata operation that follows (a
+  // truncate). Returns once the FENCE is durable.
+  Status flush_and_fence(const ObjectId& object, uint64_t epoch);
   Status flush_all();
   // Forgets a volume's staged extents without destaging them (records stay in the ring until
   // trimmed past). For records that another node already applied after a takeover.

@@ -149,7 +149,10 @@ class FileStore final : public Store {
   // Group commit: a caller whose bytes are written takes a ticket; one fdatasync that starts
   // after the ticket was taken covers it. While one caller syncs, the others wait and the next
   // sync covers all of them at once.
-  Status persist(uint64_t, uint64_t) override {
+  Status persist(uint64_t off, uint64_t len) override {
+    // fdatasync covers the whole file, but a range beyond it is a caller's bug, refused as the
+    // other backends refuse it.
+    HAFS_RETURN_IF_ERROR(check_range(off, len, size_));
     std::unique_lock lock(mu_);
     const uint64_t ticket = ++requested_;
     while (synced_ < ticket) {

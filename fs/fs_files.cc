@@ -1,0 +1,295 @@
+// Filesystem: file data (open/create/read/write/fsync/fallocate/lseek) and directory listing.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "fs/filesystem.h"
+
+namespace hafs::fs {
+
+namespace {
+std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+// Flags for the medium's fd: the client's access mode, without what hafs does itself.
+// O_APPEND: the kernel already turned it into offsets (and pwrite would ignore them);
+// O_DIRECT, O_SYNC, O_DSYNC: every acknowledged write is durable anyway;
+// O_TRUNC: the kernel sends a setattr, which flushes and fences first.
+int medium_flags(int flags) {
+  return (flags & ~(O_APPEND | O_DIRECT | O_SYNC | O_DSYNC | O_TRUNC | O_CREAT | O_EXCL |
+                    O_NOCTTY | O_NOFOLLOW)) |
+         O_CLOEXEC;
+}
+
+int64_t now_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_REALTIME, &t);
+  return int64_t{t.tv_sec} * 1000000000 + t.tv_nsec;
+}
+
+int write_all(int fd, const char* buf, size_t size, off_t off) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pwrite(fd, buf + done, size - done, off + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? errno : EIO;
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+}  // namespace
+
+struct Filesystem::DirHandle {
+  DIR* dp = nullptr;
+  off_t offset = 0;
+  dirent* entry = nullptr;
+  ~DirHandle() {
+    if (dp) ::closedir(dp);
+  }
+};
+
+void Filesystem::init(fuse_conn_info* conn) {
+  // NFS re-export: handles must resolve from the inode number alone (see docs/nfs.md).
+  if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
+  // The kernel's writeback cache would own size and mtime: wrong for a clustered filesystem.
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  conn->max_write = 1u << 20;
+}
+
+void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto inode = inode_of(ino);
+  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  if (!inode->volume) return (void)fuse_reply_err(req, EISDIR);
+  int fd = ::open(proc_path(inode->fd).c_str(), medium_flags(fi->flags));
+  if (fd < 0) return (void)fuse_reply_err(req, errno);
+  fi->fh = reinterpret_cast<uint64_t>(new OpenFile{inode, fd});
+  fi->keep_cache = 0;  // another node may have changed the file while it served the volume
+  if (fuse_reply_open(req, fi) != 0) {
+    ::close(fd);
+    delete open_file(fi);
+  }
+}
+
+void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+                        fuse_file_info* fi) {
+  auto dir = inode_of(parent);
+  if (!dir) return (void)fuse_reply_err(req, ESTALE);
+  if (!dir->volume) return (void)fuse_reply_err(req, EPERM);
+  if (std::strlen(name) > NAME_MAX) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  int fd = ::openat(dir->fd, name, medium_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+  bool created = fd >= 0;
+  if (!created && errno == EEXIST && !(fi->flags & O_EXCL))  // lost a race with another creator
+    fd = ::openat(dir->fd, name, medium_flags(fi->flags) | O_NOFOLLOW);
+  if (fd < 0) return (void)fuse_reply_err(req, errno);
+  int err = created ? chown_new(req, *dir, name, S_IFREG | mode) : 0;
+  fuse_entry_param e{};
+  if (!err) err = do_lookup(*dir, name, &e);
+  if (!err && created && (err = sync_dir(*dir)) != 0) inodes_.forget(e.ino, 1);
+  if (err) {
+    ::close(fd);
+    return (void)fuse_reply_err(req, err);
+  }
+  auto inode = inodes_.get(e.ino);
+  fi->fh = reinterpret_cast<uint64_t>(new OpenFile{inode, fd});
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    ::close(fd);
+    delete open_file(fi);
+  }
+}
+
+void Filesystem::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  OpenFile* of = open_file(fi);
+  const Inode& inode = *of->inode;
+  nvcache::StagedData staged;
+  std::optional<uint64_t> staged_end;
+  if (cache_) {
+    // The staged bytes first, then the medium: a destage finishing in between can only make
+    // the medium newer, never leave a byte missing from both.
+    auto snap = cache_->snapshot(object_of(inode), off, size, &staged_end);
+    if (!snap) return (void)fuse_reply_err(req, snap.status().to_errno());
+    staged = std::move(*snap);
+  }
+  std::vector<char> buf(size, 0);
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = ::pread(of->fd, buf.data() + got, size - got, off + static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  // Staged writes past the medium's end extend the file (the gap reads as zeros).
+  size_t len = got;
+  if (staged_end && *staged_end > static_cast<uint64_t>(off) + got)
+    len = static_cast<size_t>(std::min<uint64_t>(size, *staged_end - off));
+  nvcache::apply_staged(staged, off, std::as_writable_bytes(std::span(buf.data(), len)));
+  fuse_reply_buf(req, buf.data(), len);
+}
+
+void Filesystem::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
+                       fuse_file_info* fi) {
+  OpenFile* of = open_file(fi);
+  Inode& inode = *of->inode;
+  Volume& vol = *inode.volume;
+  if (cache_ && vol.mode() == WriteMode::kStaged && !inode.unlinked.load()) {
+    auto lsn = cache_->write(object_of(inode), vol.epoch(), off,
+                             std::as_bytes(std::span(buf, size)));
+    if (!lsn) {
+      options_.logger.error("staging a write failed: %s", lsn.status().to_string().c_str());
+      return (void)fuse_reply_err(req, lsn.status().to_errno());
+    }
+    inode.staged_mtime_ns.store(now_ns(), std::memory_order_relaxed);
+    return (void)fuse_reply_write(req, size);
+  }
+  // Write-through, or a file with no name left (the destager could not reopen it by handle):
+  // straight to the medium. Write-through syncs before the reply.
+  if (int err = write_all(of->fd, buf, size, off)) return (void)fuse_reply_err(req, err);
+  if (vol.mode() == WriteMode::kWriteThrough && !inode.unlinked.load() && ::fdatasync(of->fd) != 0)
+    return (void)fuse_reply_err(req, errno);
+  fuse_reply_write(req, size);
+}
+
+void Filesystem::flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  fuse_reply_err(req, 0);  // every acknowledged write is durable already
+}
+
+void Filesystem::release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  OpenFile* of = open_file(fi);
+  ::close(of->fd);
+  delete of;
+  fuse_reply_err(req, 0);
+}
+
+void Filesystem::fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  // Staged writes were durable in the NV log when acknowledged, write-through ones on the
+  // medium, metadata too (sync_metadata): nothing is left to do. That is the point of the log.
+  if (options_.sync_metadata) return (void)fuse_reply_err(req, 0);
+  OpenFile* of = open_file(fi);
+  int rc = datasync ? ::fdatasync(of->fd) : ::fsync(of->fd);
+  fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
+void Filesystem::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto inode = inode_of(ino);
+  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  auto* d = new DirHandle;
+  if (inode->volume) {
+    int fd = ::openat(inode->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || !(d->dp = ::fdopendir(fd))) {
+      int err = errno;
+      if (fd >= 0) ::close(fd);
+      delete d;
+      return (void)fuse_reply_err(req, err);
+    }
+  }
+  fi->fh = reinterpret_cast<uint64_t>(d);
+  if (fuse_reply_open(req, fi) != 0) delete d;
+}
+
+void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                         fuse_file_info* fi, bool plus) {
+  auto* d = reinterpret_cast<DirHandle*>(fi->fh);
+  auto inode = inode_of(ino);
+  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  // Adds one entry; returns false when the buffer is full (the entry is not added).
+  auto add = [&](const char* name, struct stat st, off_t next, bool lookup_ref) {
+    size_t n;
+    if (plus) {
+      fuse_entry_param e{};
+      if (lookup_ref) {
+        if (do_lookup(*inode, name, &e) != 0) return true;  // vanished meanwhile: skip it
+      } else {
+        e.attr = st;
+      }
+      n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
+      if (n > size - used) {
+        if (lookup_ref) inodes_.forget(e.ino, 1);  // not sent: the kernel holds no reference
+        return false;
+      }
+    } else {
+      n = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
+      if (n > size - used) return false;
+    }
+    used += n;
+    return true;
+  };
+
+  if (!inode->volume) {  // the mount root lists the volumes
+    auto vols = volumes();
+    for (off_t i = off; i < static_cast<off_t>(vols.size()) + 2; ++i) {
+      struct stat st {};
+      const char* name = i == 0 ? "." : i == 1 ? ".." : vols[i - 2]->name().c_str();
+      st.st_mode = S_IFDIR;
+      st.st_ino = FUSE_ROOT_ID;
+      if (i >= 2) {
+        struct stat vst {};
+        if (::fstat(vols[i - 2]->root_fd(), &vst) == 0) st.st_ino = vols[i - 2]->inode_id(vst.st_ino);
+      }
+      if (!add(name, st, i + 1, plus && i >= 2)) break;
+    }
+    return (void)fuse_reply_buf(req, buf.data(), used);
+  }
+
+  if (off != d->offset) {
+    ::seekdir(d->dp, off);
+    d->entry = nullptr;
+    d->offset = off;
+  }
+  for (;;) {
+    if (!d->entry) {
+      errno = 0;
+      d->entry = ::readdir(d->dp);
+      if (!d->entry) {
+        if (errno && used == 0) return (void)fuse_reply_err(req, errno);
+        break;
+      }
+    }
+    const char* name = d->entry->d_name;
+    const bool dots = std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0;
+    struct stat st {};
+    st.st_mode = static_cast<mode_t>(d->entry->d_type) << 12;
+    st.st_ino = inode->volume->inode_id(d->entry->d_ino);
+    if (dots) st.st_ino = FUSE_ROOT_ID;  // the kernel does not use them; never looked up here
+    if (!add(name, st, d->entry->d_off, !dots)) break;
+    d->offset = d->entry->d_off;
+    d->entry = nullptr;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void Filesystem::releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void Filesystem::fsyncdir(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
+  if (options_.sync_metadata) return (void)fuse_reply_err(req, 0);  // synced at each operation
+  auto inode = inode_of(ino);
+  if (!inode) return (void)fuse_reply_err(req, ESTALE);
+  fuse_reply_err(req, inode->volume && ::fsync(inode->fd) != 0 ? errno : 0);
+}
+
+void Filesystem::fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
+                           fuse_file_info* fi) {
+  OpenFile* of = open_file(fi);
+  // Punching or zeroing must not be undone by a later destage or replay of older writes.
+  if (int err = flush_and_fence(*of->inode)) return (void)fuse_reply_err(req, err);
+  if (::fallocate(of->fd, mode, offset, length) != 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_err(req, options_.sync_metadata && ::fsync(of->fd) != 0 ? errno : 0);
+}
+
+void Filesystem::lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  OpenFile* of = open_file(fi);
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
+  // Where data is, is the medium's answer once staged bytes are on it.
+  if (int err = flush_staged(*of->inode)) return (void)fuse_reply_err(req, err);
+  off_t r = ::lseek(of->fd, off, whence);
+  r < 0 ? (void)fuse_reply_err(req, errno) : (void)fuse_reply_lseek(req, r);
+}
+
+}  // namespace hafs::fs

@@ -1,0 +1,145 @@
+#include "fs/volume.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace hafs::fs {
+
+const char* write_mode_name(WriteMode mode) {
+  return mode == WriteMode::kStaged ? "staged" : "write-through";
+}
+
+bool parse_write_mode(const std::string& text, WriteMode* out) {
+  if (text == "staged") *out = WriteMode::kStaged;
+  else if (text == "write-through") *out = WriteMode::kWriteThrough;
+  else return false;
+  return true;
+}
+
+namespace {
+struct HandleBuf {
+  file_handle fh;
+  unsigned char bytes[MAX_HANDLE_SZ];
+};
+}  // namespace
+
+Result<std::string> handle_key_of(int fd) {
+  HandleBuf hb{};
+  hb.fh.handle_bytes = MAX_HANDLE_SZ;
+  int mount_id = 0;
+  if (::name_to_handle_at(fd, "", &hb.fh, &mount_id, AT_EMPTY_PATH) != 0)
+    return Status::from_errno(errno, "name_to_handle_at");
+  std::string key(4 + hb.fh.handle_bytes, '\0');
+  const uint32_t type = static_cast<uint32_t>(hb.fh.handle_type);
+  for (int i = 0; i < 4; ++i) key[i] = static_cast<char>((type >> (8 * i)) & 0xff);
+  std::memcpy(key.data() + 4, hb.fh.f_handle, hb.fh.handle_bytes);
+  return key;
+}
+
+Result<std::unique_ptr<Volume>> Volume::open(const std::string& name, uint32_t id,
+                                             const std::string& path, WriteMode mode) {
+  if (id == 0 || id > kMaxVolumeId)
+    return Status::error(Code::kInvalidArgument, "volume '" + name + "': id must be 1.." +
+                                                     std::to_string(kMaxVolumeId));
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return Status::from_errno(errno, "volume '" + name + "': cannot open directory " + path);
+  auto vol = std::unique_ptr<Volume>(new Volume(name, id, path, mode, fd));
+  HandleBuf hb{};
+  hb.fh.handle_bytes = MAX_HANDLE_SZ;
+  int mount_id = 0;
+  if (::name_to_handle_at(fd, "", &hb.fh, &mount_id, AT_EMPTY_PATH) != 0)
+    return Status::from_errno(errno, "volume '" + name + "': the filesystem under " + path +
+                                         " has no persistent file handles (name_to_handle_at)");
+  vol->handle_type_ = hb.fh.handle_type;
+  vol->handle_bytes_ = hb.fh.handle_bytes;
+  return vol;
+}
+
+Volume::~Volume() { ::close(root_fd_); }
+
+Result<int> Volume::open_by_inode(uint64_t medium_ino) const {
+  if (!can_open_by_inode() || medium_ino > UINT32_MAX)
+    return Status::error(Code::kStale, "inode not resolvable from its number on this filesystem");
+  HandleBuf hb{};
+  hb.fh.handle_type = handle_type_;
+  hb.fh.handle_bytes = 8;
+  const uint32_t ino32 = static_cast<uint32_t>(medium_ino), gen = 0;  // 0: any generation
+  std::memcpy(hb.fh.f_handle, &ino32, 4);
+  std::memcpy(hb.fh.f_handle + 4, &gen, 4);
+  int fd = ::open_by_handle_at(root_fd_, &hb.fh, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Status::from_errno(errno == ENOENT ? ESTALE : errno, "open_by_handle_at");
+  return fd;
+}
+
+Result<int> Volume::open_by_key(const std::string& key, int flags) const {
+  if (key.size() < 4 || key.size() - 4 > MAX_HANDLE_SZ)
+    return Status::error(Code::kInvalidArgument, "malformed handle key");
+  HandleBuf hb{};
+  uint32_t type = 0;
+  for (int i = 0; i < 4; ++i) type |= uint32_t{static_cast<unsigned char>(key[i])} << (8 * i);
+  hb.fh.handle_type = static_cast<int>(type);
+  hb.fh.handle_bytes = static_cast<unsigned>(key.size() - 4);
+  std::memcpy(hb.fh.f_handle, key.data() + 4, key.size() - 4);
+  int fd = ::open_by_handle_at(root_fd_, &hb.fh, flags | O_CLOEXEC);
+  if (fd < 0) return Status::from_errno(errno == ENOENT ? ESTALE : errno, "open_by_handle_at");
+  return fd;
+}
+
+VolumeTarget::~VolumeTarget() {
+  for (auto& [k, fd] : open_) ::close(fd);
+}
+
+Status VolumeTarget::write(const nvcache::ObjectId& object, uint64_t /*epoch*/,
+                           std::span<const nvcache::DestageExtent> extents) {
+  Volume* vol = resolve_(object.volume_id);
+  if (!vol)
+    return Status::error(Code::kUnavailable,
+                         "no volume with id " + std::to_string(object.volume_id) + " here");
+  int fd = -1;
+  {
+    std::lock_guard lock(mu_);
+    auto it = open_.find({object.volume_id, object.key});
+    if (it != open_.end()) fd = it->second;
+  }
+  if (fd < 0) {
+    auto opened = vol->open_by_key(object.key, O_WRONLY);
+    if (!opened) return opened.status().with_context("destage to volume " + vol->name());
+    fd = *opened;
+    std::lock_guard lock(mu_);
+    open_[{object.volume_id, object.key}] = fd;
+  }
+  for (const auto& e : extents) {
+    size_t done = 0;
+    while (done < e.data.size()) {
+      ssize_t n = ::pwrite(fd, e.data.data() + done, e.data.size() - done,
+                           static_cast<off_t>(e.file_offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        return Status::from_errno(n < 0 ? errno : EIO, "destage pwrite to volume " + vol->name());
+      done += static_cast<size_t>(n);
+    }
+  }
+  return Status::ok();
+}
+
+Status VolumeTarget::sync(const nvcache::ObjectId& object) {
+  int fd = -1;
+  {
+    std::lock_guard lock(mu_);
+    auto it = open_.find({object.volume_id, object.key});
+    if (it == open_.end()) return Status::ok();
+    fd = it->second;
+    open_.erase(it);
+  }
+  int rc = ::fdatasync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::from_errno(err, "destage fdatasync");
+  return Status::ok();
+}
+
+}  // namespace hafs::fs

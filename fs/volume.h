@@ -1,0 +1,99 @@
+// Volume: one directory tree on the storage medium, served under /<name> in the mount.
+//
+// A volume knows its root directory, its id (cluster-wide, 1..255: it is in every NV log record
+// and in the high byte of every inode number), its write mode, and its epoch (fencing token).
+// It is also where staged data lands: VolumeTarget implements nvcache's DestageTarget by
+// reopening files from their persistent handle (open_by_handle_at), so renames never matter.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "base/logger.h"
+#include "base/status.h"
+#include "nvcache/destager.h"
+
+namespace hafs::fs {
+
+enum class WriteMode {
+  kStaged,        // writes are appended to the NV log and destaged later (the point of hafs)
+  kWriteThrough,  // writes go to the medium and are synced before the reply (baseline, degraded)
+};
+const char* write_mode_name(WriteMode mode);
+bool parse_write_mode(const std::string& text, WriteMode* out);  // "staged" | "write-through"
+
+inline constexpr uint32_t kMaxVolumeId = 255;
+inline constexpr int kInodeIdShift = 56;  // inode number = volume id << 56 | medium inode number
+inline constexpr uint64_t kMediumInoMask = (uint64_t{1} << kInodeIdShift) - 1;
+
+class Volume {
+ public:
+  // Opens the volume's root directory; a clear error if it is missing or not a directory.
+  static Result<std::unique_ptr<Volume>> open(const std::string& name, uint32_t id,
+                                              const std::string& path, WriteMode mode);
+  ~Volume();
+
+  const std::string& name() const { return name_; }
+  uint32_t id() const { return id_; }
+  const std::string& path() const { return path_; }
+  WriteMode mode() const { return mode_; }
+  int root_fd() const { return root_fd_; }  // O_RDONLY|O_DIRECTORY
+  uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+  void set_epoch(uint64_t epoch) { epoch_.store(epoch, std::memory_order_release); }
+
+  // The inode number hafs shows for a medium inode of this volume.
+  uint64_t inode_id(uint64_t medium_ino) const {
+    return (uint64_t{id_} << kInodeIdShift) | (medium_ino & kMediumInoMask);
+  }
+  // Whether an inode can be reopened from its number alone (ext4-style 8-byte handles that hold
+  // a 32-bit inode number and a generation that may be given as 0). Needed for NFS handles of
+  // inodes this daemon has never seen (after eviction, restart or takeover).
+  bool can_open_by_inode() const { return handle_type_ == 1 && handle_bytes_ == 8; }
+  // Opens (O_PATH) the medium inode with that number; kStale if it no longer exists.
+  Result<int> open_by_inode(uint64_t medium_ino) const;
+  // Opens a file from its handle key (see handle_key_of) with `flags`.
+  Result<int> open_by_key(const std::string& key, int flags) const;
+
+ private:
+  Volume(std::string name, uint32_t id, std::string path, WriteMode mode, int root_fd)
+      : name_(std::move(name)), id_(id), path_(std::move(path)), mode_(mode), root_fd_(root_fd) {}
+
+  std::string name_;
+  uint32_t id_;
+  std::string path_;
+  WriteMode mode_;
+  int root_fd_;
+  int handle_type_ = 0;
+  unsigned handle_bytes_ = 0;
+  std::atomic<uint64_t> epoch_{1};
+};
+
+// The persistent handle of an open file as an opaque key: 4 bytes of handle type (LE), then the
+// handle bytes. This is the object key of every NV log record.
+Result<std::string> handle_key_of(int fd);
+
+// Destages into volumes: reopen by handle, pwrite, fsync. Files written but not yet synced are
+// kept open between write() and sync() of one destage pass.
+class VolumeTarget : public nvcache::DestageTarget {
+ public:
+  using Resolver = std::function<Volume*(uint32_t volume_id)>;
+  VolumeTarget(Resolver resolve, Logger logger) : resolve_(std::move(resolve)), logger_(std::move(logger)) {}
+  ~VolumeTarget() override;
+
+  Status write(const nvcache::ObjectId& object, uint64_t epoch,
+               std::span<const nvcache::DestageExtent> extents) override;
+  Status sync(const nvcache::ObjectId& object) override;
+
+ private:
+  Resolver resolve_;
+  Logger logger_;
+  std::mutex mu_;
+  std::map<std::pair<uint32_t, std::string>, int> open_;  // GUARDED_BY(mu_): written, not synced
+};
+
+}  // namespace hafs::fs

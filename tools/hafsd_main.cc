@@ -1,0 +1,222 @@
+// hafsd: the node daemon. The composition root: it reads the configuration, opens the volumes
+// and the NV log, recovers and destages what the log holds, mounts the FUSE tree and serves it
+// until SIGTERM/SIGINT, then unmounts and destages everything before it exits.
+//
+// Start-up order matters: nothing is served before every recovered record is on the medium.
+#include <CLI/CLI.hpp>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <random>
+#include <mutex>
+#include <thread>
+
+#include "base/logger.h"
+#include "fs/filesystem.h"
+#include "fs/fuse_server.h"
+#include "fs/volume.h"
+#include "nvcache/nvcache.h"
+#include "tools/hafsd_config.h"
+
+using namespace hafs;
+
+namespace {
+
+// Daemon mode: the parent waits until the child says it serves (or why it could not).
+class Readiness {
+ public:
+  // Forks; returns in the child. The parent exits with the child's verdict.
+  void daemonize() {
+    if (::pipe(fds_) != 0) {
+      std::perror("hafsd: pipe");
+      std::exit(1);
+    }
+    pid_t pid = ::fork();
+    if (pid < 0) {
+      std::perror("hafsd: fork");
+      std::exit(1);
+    }
+    if (pid > 0) {
+      ::close(fds_[1]);
+      char verdict = 1;
+      if (::read(fds_[0], &verdict, 1) != 1) verdict = 1;
+      std::exit(verdict);
+    }
+    ::close(fds_[0]);
+    ::setsid();
+    active_ = true;
+  }
+  void report(bool ok) {
+    if (!active_) return;
+    char verdict = ok ? 0 : 1;
+    if (::write(fds_[1], &verdict, 1) != 1) { /* the parent is gone: nothing to tell */ }
+    ::close(fds_[1]);
+    active_ = false;
+  }
+
+ private:
+  int fds_[2] = {-1, -1};
+  bool active_ = false;
+};
+
+int fail(Readiness& ready, const Logger& log, const Status& s) {
+  log.error("%s", s.to_string().c_str());
+  ready.report(false);
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"hafsd: the hafs node daemon (configuration: docs/configuration.md)"};
+  std::string config_path, log_file;
+  std::vector<std::string> sets, volumes;
+  std::string node_id, mount, nvlog, nvlog_size, nvlog_mode, log_level;
+  bool daemon = false, format_nvlog = false;
+  app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
+  app.add_option("--set", sets, "override a setting: KEY=VALUE (e.g. nvlog.size=1GiB)");
+  app.add_option("--volume", volumes, "add a volume: NAME:ID:PATH[:staged|write-through]");
+  app.add_option("--node-id", node_id, "node_id");
+  app.add_option("--mount", mount, "mount point (mount)");
+  app.add_option("--nvlog", nvlog, "NV log file (nvlog.path)");
+  app.add_option("--nvlog-size", nvlog_size, "NV log size, e.g. 256MiB (nvlog.size)");
+  app.add_option("--nvlog-mode", nvlog_mode, "pmem or file (nvlog.mode)");
+  app.add_option("--log-level", log_level, "debug, info, warn or error (log_level)");
+  app.add_flag("--daemon", daemon, "run in the background once serving");
+  app.add_option("--log-file", log_file, "with --daemon: append logs here instead of discarding them");
+  app.add_flag("--format-nvlog", format_nvlog,
+               "format the NV log even if it exists (DISCARDS its records)");
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<std::string> overrides;
+  auto add = [&](const char* key, const std::string& v) {
+    if (!v.empty()) overrides.push_back(std::string(key) + "=" + v);
+  };
+  add("node_id", node_id);
+  add("mount", mount.empty() ? "" : "\"" + mount + "\"");
+  add("nvlog.path", nvlog.empty() ? "" : "\"" + nvlog + "\"");
+  add("nvlog.size", nvlog_size);
+  add("nvlog.mode", nvlog_mode.empty() ? "" : "\"" + nvlog_mode + "\"");
+  add("log_level", log_level.empty() ? "" : "\"" + log_level + "\"");
+  for (auto& s : sets) overrides.push_back(s);
+  for (auto& v : volumes) overrides.push_back("volume=" + v);
+
+  auto config = tools::load_config(config_path, overrides);
+  if (!config) {
+    std::fprintf(stderr, "hafsd: %s\n", config.status().to_string().c_str());
+    return 2;
+  }
+  const tools::HafsdConfig& cfg = *config;
+  Logger log("node" + std::to_string(cfg.node_id), cfg.log_level);
+
+  Readiness ready;
+  if (daemon) {
+    ready.daemonize();
+    int null_fd = ::open("/dev/null", O_RDWR);
+    ::dup2(null_fd, STDIN_FILENO);
+    ::dup2(null_fd, STDOUT_FILENO);
+    int err_fd = log_file.empty() ? null_fd : ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
+  }
+  // Signals are taken by one thread with sigwait; block them before any other thread exists.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::umask(0);  // the kernel has applied the caller's umask to every mode it sends
+
+  // Volumes.
+  std::vector<std::unique_ptr<fs::Volume>> vols;
+  for (const auto& v : cfg.volumes) {
+    auto vol = fs::Volume::open(v.name, v.id, v.path, v.mode);
+    if (!vol) return fail(ready, log, vol.status());
+    vols.push_back(std::move(*vol));
+  }
+  auto resolve = [&](uint32_t id) -> fs::Volume* {
+    for (auto& v : vols)
+      if (v->id() == id) return v.get();
+    return nullptr;
+  };
+
+  // The NV log: create and format a new one; an existing one must match the configuration.
+  struct stat st {};
+  const bool exists = ::stat(cfg.nvlog_path.c_str(), &st) == 0 && st.st_size > 0;
+  if (exists && static_cast<uint64_t>(st.st_size) != cfg.nvlog_size && !format_nvlog)
+    return fail(ready, log, Status::error(Code::kInvalidArgument,
+        "NV log " + cfg.nvlog_path + " has " + std::to_string(st.st_size) + " bytes but nvlog.size is " +
+        std::to_string(cfg.nvlog_size) + "; it may hold records: destage it with the old size first"));
+  if (format_nvlog && exists) ::unlink(cfg.nvlog_path.c_str());
+  auto store = nvcache::open_store(cfg.nvlog_mode, cfg.nvlog_path, cfg.nvlog_size);
+  if (!store) return fail(ready, log, store.status().with_context("NV log"));
+  if (!exists || format_nvlog) {
+    std::random_device rd;
+    Status s = nvcache::Log::format(**store, cfg.node_id, (uint64_t{rd()} << 32) | rd());
+    if (!s.is_ok()) return fail(ready, log, s.with_context("formatting the NV log"));
+    log.info("formatted a new NV log %s (%" PRIu64 " bytes, %s store)", cfg.nvlog_path.c_str(),
+             cfg.nvlog_size, nvcache::store_mode_name(cfg.nvlog_mode));
+  }
+
+  fs::VolumeTarget target(resolve, log.child("destage"));
+  nvcache::NvCacheOptions cache_opts;
+  cache_opts.logger = log.child("nvlog");
+  cache_opts.destage_interval_ms = cfg.destage_interval_ms;
+  nvcache::RecoveryReport report;
+  auto cache = nvcache::NvCache::open(**store, target, cache_opts, &report);
+  if (!cache) return fail(ready, log, cache.status());
+  if (report.records_indexed > 0) {
+    log.info("destaging %" PRIu64 " recovered records before serving", report.records_indexed);
+    if (Status s = (*cache)->flush_all(); !s.is_ok())
+      return fail(ready, log, s.with_context("destaging recovered records (they stay in the NV log)"));
+  }
+  (*cache)->start_destager();
+
+  fs::FsOptions fs_opts;
+  fs_opts.logger = log.child("fs");
+  fs_opts.attr_timeout_s = cfg.attr_timeout_s;
+  fs_opts.sync_metadata = cfg.sync_metadata;
+  fs::Filesystem filesystem(cache->get(), fs_opts);
+  for (auto& v : vols) filesystem.add_volume(v.get());
+
+  fs::FuseServerOptions fuse_opts;
+  fuse_opts.max_threads = cfg.fuse_threads;
+  auto server = fs::FuseServer::mount(filesystem, cfg.mount, fuse_opts);
+  if (!server) return fail(ready, log, server.status());
+
+  std::mutex server_mu;
+  bool stopping = false;  // GUARDED_BY(server_mu)
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::lock_guard lock(server_mu);
+    if (stopping) return;
+    log.info("signal %d: stopping", sig);
+    (*server)->exit();
+  });
+  std::string names;
+  for (auto& v : vols) names += (names.empty() ? "" : ", ") + v->name() + " (" + fs::write_mode_name(v->mode()) + ")";
+  log.info("serving %zu volumes at %s: %s", vols.size(), cfg.mount.c_str(), names.c_str());
+  ready.report(true);
+
+  Status loop = (*server)->run();
+  if (!loop.is_ok()) log.error("%s", loop.to_string().c_str());
+  {
+    std::lock_guard lock(server_mu);
+    stopping = true;
+    server->reset();  // unmounted
+  }
+  log.info("unmounted; destaging everything");
+  Status flushed = (*cache)->flush_all();
+  (*cache)->stop();
+  if (!flushed.is_ok()) log.error("final destage: %s (records stay in the NV log)", flushed.to_string().c_str());
+  // The signal thread may still wait if the loop ended by an external unmount.
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+  log.info("stopped");
+  return loop.is_ok() && flushed.is_ok() ? 0 : 1;
+}
