@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -63,6 +64,41 @@ Result<FaultSpec> parse_fault_action(std::string_view text) {
   }
   return Status::error(Code::kInvalidArgument, "unknown fault action '" + std::string(text) +
                                                    "' (expected crash, delay:MS or fail:ERRNO)");
+}
+
+Result<FaultArm> parse_fault_arm(std::string_view text) {
+  const auto eq = text.find('=');
+  if (eq == std::string_view::npos)
+    return Status::error(Code::kInvalidArgument,
+                         "a fault is SITE=ACTION[,always][,p=P]: '" + std::string(text) + "'");
+  auto site = fault_site_by_name(text.substr(0, eq));
+  if (!site)
+    return Status::error(Code::kInvalidArgument,
+                         "unknown fault site '" + std::string(text.substr(0, eq)) + "'");
+  std::string_view rest = text.substr(eq + 1);
+  const auto comma = rest.find(',');
+  auto spec = parse_fault_action(rest.substr(0, comma));
+  if (!spec) return spec.status();
+  while (comma != std::string_view::npos && !rest.empty()) {
+    rest = rest.substr(rest.find(',') + 1);
+    const std::string_view opt = rest.substr(0, rest.find(','));
+    if (opt == "always") {
+      spec->once = false;
+    } else if (opt.starts_with("p=")) {
+      char* end = nullptr;
+      const std::string num(opt.substr(2));
+      const double p = std::strtod(num.c_str(), &end);
+      if (end != num.c_str() + num.size() || p <= 0 || p > 1)
+        return Status::error(Code::kInvalidArgument, "p= needs a probability in (0, 1]: '" +
+                                                         std::string(opt) + "'");
+      spec->probability = p;
+    } else {
+      return Status::error(Code::kInvalidArgument, "unknown fault option '" + std::string(opt) +
+                                                       "' (expected always or p=P)");
+    }
+    if (rest.find(',') == std::string_view::npos) break;
+  }
+  return FaultArm{*site, *spec};
 }
 
 void FaultRegistry::arm(FaultSite site, const FaultSpec& spec) {

@@ -68,6 +68,14 @@ struct FaultSpec {
 // Parses "crash", "delay:MS", "fail:EIO" (or fail:ENOSPC, fail:5); clear error otherwise.
 Result<FaultSpec> parse_fault_action(std::string_view text);
 
+// Parses "SITE=ACTION[,always][,p=PROBABILITY]", e.g. "destage.before_write=fail:EIO,always".
+// Without "always" a fault fires once.
+struct FaultArm {
+  FaultSite site;
+  FaultSpec spec;
+};
+Result<FaultArm> parse_fault_arm(std::string_view text);
+
 class FaultRegistry {
  public:
   explicit FaultRegistry(uint64_t seed = 0) : rng_(seed) {}

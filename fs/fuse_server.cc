@@ -1,6 +1,8 @@
 #include "fs/fuse_server.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
 
 #include <climits>
 #include <csignal>
@@ -71,9 +73,13 @@ Status FuseServer::run() {
 
 void FuseServer::exit() {
   fuse_session_exit(se_);
-  // The workers sit in read() on /dev/fuse: a statfs on the mount wakes one so it sees the flag.
+  // The workers sit in read() on /dev/fuse. A lookup of a name never used before cannot be
+  // answered from the kernel's caches, so it wakes one worker, which sees the flag; the loop then
+  // stops the others.
+  const std::string name = mountpoint_ + "/.hafs-stop-" + std::to_string(::getpid()) + "-" +
+                           std::to_string(wakeups_.fetch_add(1));
   struct stat st {};
-  (void)::stat(mountpoint_.c_str(), &st);
+  (void)::stat(name.c_str(), &st);
 }
 
 }  // namespace hafs::fs

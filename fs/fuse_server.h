@@ -1,6 +1,7 @@
 // FuseServer: mounts a Filesystem with libfuse and runs its multithreaded session loop.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -36,6 +37,7 @@ class FuseServer {
   std::string mountpoint_;
   FuseServerOptions options_;
   bool mounted_ = true;
+  std::atomic<uint64_t> wakeups_{0};  // makes the names exit() looks up unique
 };
 
 // Whether `path` is a mount point now (from /proc/self/mountinfo).

@@ -38,6 +38,7 @@ void encode_ring_header(const RingHeader& h, std::span<std::byte, kEncodedRingHe
   put<uint32_t>(out, ring_off::kSession, h.session);
   put<uint32_t>(out, ring_off::kNodeId, h.node_id);
   put<uint32_t>(out, ring_off::kFlags, h.flags);
+  put<uint32_t>(out, ring_off::kTrimSession, h.trim_session);
   put<uint32_t>(out, ring_off::kCrc, crc32c(out.data(), ring_off::kCrc));
 }
 
@@ -64,6 +65,10 @@ Result<RingHeader> decode_ring_header(std::span<const std::byte> in, uint64_t fi
   h.session = get<uint32_t>(in, ring_off::kSession);
   h.node_id = get<uint32_t>(in, ring_off::kNodeId);
   h.flags = get<uint32_t>(in, ring_off::kFlags);
+  h.trim_session = get<uint32_t>(in, ring_off::kTrimSession);
+  if (get<uint32_t>(in, ring_off::kHeaderBytes) != kEncodedRingHeader)
+    return Status::error(Code::kCorruption, "ring header size field is not " +
+                                                std::to_string(kEncodedRingHeader));
   if (h.ring_bytes != file_bytes)
     return Status::error(Code::kCorruption, "ring header says " + std::to_string(h.ring_bytes) +
                                                 " bytes but the store has " +

@@ -39,7 +39,7 @@ inline constexpr size_t kTrimPos = 56;     // u64: logical position of that reco
 inline constexpr size_t kSession = 64;     // u32: +1 each time a writer opens the ring
 inline constexpr size_t kNodeId = 68;      // u32: node whose log this is
 inline constexpr size_t kFlags = 72;       // u32: bit 0 = this store is a mirror copy
-inline constexpr size_t kReserved = 76;    // u32: zero
+inline constexpr size_t kTrimSession = 76; // u32: the record at the trim point is of this session or later
 inline constexpr size_t kCrc = 80;         // u32: CRC32C of bytes [0, kCrc)
 }  // namespace ring_off
 inline constexpr size_t kEncodedRingHeader = ring_off::kCrc + 4;
@@ -58,6 +58,7 @@ struct RingHeader {
   uint32_t session = 0;
   uint32_t node_id = 0;
   uint32_t flags = 0;
+  uint32_t trim_session = 0;  // lower bound for the session of the record at the trim point
 };
 
 void encode_ring_header(const RingHeader& h, std::span<std::byte, kEncodedRingHeader> out);

@@ -41,7 +41,13 @@ Result<RingHeader> read_ring_header(const Store& store, std::string* report) {
 }
 
 LogReader::LogReader(const Store& store, const RingHeader& header)
-    : store_(store), header_(header), next_lsn_(header.trim_lsn), next_pos_(header.trim_pos) {}
+    : store_(store),
+      header_(header),
+      next_lsn_(header.trim_lsn),
+      next_pos_(header.trim_pos),
+      // The record at the trim point was written by this session or a later one: anything
+      // older there is stale bytes from before a crash.
+      last_session_(header.trim_session) {}
 
 Status LogReader::read_at(uint64_t pos, std::span<std::byte> out) {
   return store_.read(kDataOffset + pos % header_.data_bytes, out);
@@ -72,18 +78,21 @@ Result<bool> LogReader::next(RecordView* out) {
     // A record from an earlier lap, or an unacknowledged one from before the last restart
     // (older session), is where the valid log ends.
     if (h.lsn < next_lsn_) return stop(ScanEnd::kClean, "end " + where);
-    const uint64_t span = record_span(h);
-    if (span > room || span % kRecordAlign != 0 || (h.type == RecordType::kPad && span != room))
-      return stop(ScanEnd::kCorrupt, "record length " + std::to_string(span) +
-                                         " impossible with " + std::to_string(room) +
-                                         " bytes left " + where);
-    buf_.resize(h.type == RecordType::kPad ? kRecordHeaderBytes
-                                           : payload_offset(h.key_len) + h.payload_len);
+    // The header CRC (header + key) first: a torn header may carry any length.
+    const uint64_t head_len = kRecordHeaderBytes + h.key_len;
+    if (head_len > room)
+      return stop(ScanEnd::kCorrupt, "record key crosses the end of the ring " + where);
+    buf_.resize(head_len);
     HAFS_RETURN_IF_ERROR(read_at(next_pos_, buf_));
     if (!verify_record_header_crc(buf_)) {
       if (h.lsn == next_lsn_) return stop(ScanEnd::kTorn, "header CRC mismatch " + where);
       return stop(ScanEnd::kClean, "end (unverifiable bytes) " + where);
     }
+    const uint64_t span = record_span(h);
+    if (span > room || span % kRecordAlign != 0 || (h.type == RecordType::kPad && span != room))
+      return stop(ScanEnd::kCorrupt, "record length " + std::to_string(span) +
+                                         " impossible with " + std::to_string(room) +
+                                         " bytes left " + where);
     if (h.ring_tag != ring_tag(header_.ring_id))
       return stop(ScanEnd::kClean, "end (record of another ring) " + where);
     // Before the LSN and position checks: a crashed writer can leave persisted, unacknowledged
@@ -100,7 +109,12 @@ Result<bool> LogReader::next(RecordView* out) {
       return stop(ScanEnd::kGap, "LSN " + std::to_string(h.lsn) + " found " + where);
     if (h.pos != next_pos_)
       return stop(ScanEnd::kCorrupt, "record says position " + std::to_string(h.pos) + " " + where);
-    const std::span<const std::byte> payload(buf_.data() + payload_offset(h.key_len), h.payload_len);
+    if (h.type == RecordType::kWrite) {
+      buf_.resize(payload_offset(h.key_len) + h.payload_len);
+      HAFS_RETURN_IF_ERROR(read_at(next_pos_ + head_len, std::span(buf_).subspan(head_len)));
+    }
+    const std::span<const std::byte> payload(buf_.data() + payload_offset(h.key_len),
+                                             h.type == RecordType::kWrite ? h.payload_len : 0);
     if (h.type == RecordType::kWrite && crc32c(payload) != h.payload_crc)
       return stop(ScanEnd::kTorn, "payload CRC mismatch " + where);
 

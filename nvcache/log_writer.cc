@@ -61,6 +61,7 @@ Result<std::unique_ptr<Log>> Log::open(Store& store, const RecoveredRing& recove
   h.header_seq++;
   HAFS_RETURN_IF_ERROR(log->write_header_locked(h));
   log->session_ = h.session;
+  log->session_first_lsn_ = recovered.next_lsn;
   return log;
 }
 
@@ -225,12 +226,14 @@ Status Log::trim(TrimPoint to) {
   {
     std::lock_guard lock(mu_);
     HAFS_CHECK(to.lsn <= complete_.lsn && to.pos <= complete_.pos, "trim past the complete point");
-    HAFS_CHECK(to.lsn >= trim_.lsn && to.pos >= trim_.pos, "trim backwards");
-    if (to.lsn == trim_.lsn) return Status::ok();
+    if (to.lsn <= trim_.lsn) return Status::ok();  // a concurrent trim went further already
   }
   RingHeader h = header_;
   h.trim_lsn = to.lsn;
   h.trim_pos = to.pos;
+  // Records from here on are this session's: a stale record of an earlier session found at the
+  // trim point after a crash must read as the end, not as the next record.
+  if (to.lsn >= session_first_lsn_) h.trim_session = session_;
   h.header_seq++;
   HAFS_RETURN_IF_ERROR(write_header_locked(h));
   {

@@ -115,6 +115,7 @@ class Log {
   const uint32_t node_id_;
   const uint32_t flags_;
   uint32_t session_ = 0;
+  uint64_t session_first_lsn_ = 0;  // the first LSN this session appends
 
   std::mutex header_mu_;         // serializes header writes; taken before mu_
   RingHeader header_;            // GUARDED_BY(header_mu_): what is on the store

@@ -79,6 +79,10 @@ void NvCache::stop() {
   wake_cv_.notify_all();
   if (destager_.joinable()) destager_.join();
   if (log_) log_->shutdown();
+  {
+    std::unique_lock lock(index_mu_);  // under the lock: a writer about to wait cannot miss it
+    index_closed_ = true;
+  }
   index_room_cv_.notify_all();
 }
 
@@ -103,8 +107,9 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
       if (index_.extent_count() >= options_.max_extents) {
         wake_destager();
         index_room_cv_.wait(lock, [&] {
-          return index_.extent_count() < options_.max_extents || log_->complete_point().lsn == 0;
+          return index_.extent_count() < options_.max_extents || index_closed_;
         });
+        if (index_closed_) return Status::error(Code::kAborted, "NV cache stopped");
       }
     }
     AppendSpec spec{object.volume_id, epoch,
@@ -114,13 +119,24 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
     if (!r) return r.status();
     HAFS_RETURN_IF_ERROR(log_->fill(*r, spec));
     HAFS_RETURN_IF_ERROR(log_->persist(*r));
+    // The insert may supersede older, acknowledged extents while this record is not complete
+    // yet (an earlier reservation is still filling). Until it is, a crash would lose it, so the
+    // ring must keep what it superseded: pin the oldest staged record against trims.
+    std::optional<std::pair<uint64_t, uint64_t>> pin;
     {
       std::unique_lock lock(index_mu_);
+      pin = index_.oldest();
+      if (pin) trim_pins_.insert(*pin);
       index_.insert(object, StagedExtent{offset + done, len, r->lsn, epoch,
                                          r->pos + payload_offset(static_cast<uint16_t>(spec.key.size())),
                                          r->pos});
     }
-    HAFS_RETURN_IF_ERROR(log_->complete(*r));
+    Status completed = log_->complete(*r);
+    if (pin) {
+      std::unique_lock lock(index_mu_);
+      trim_pins_.erase(trim_pins_.find(*pin));
+    }
+    HAFS_RETURN_IF_ERROR(completed);
     last_lsn = r->lsn;
     done += len;
     records_appended_.fetch_add(1, std::memory_order_relaxed);
@@ -211,6 +227,8 @@ Status NvCache::trim_locked() {
     std::shared_lock lock(index_mu_);
     if (auto oldest = index_.oldest(); oldest && oldest->first < to.lsn)
       to = TrimPoint{oldest->first, oldest->second};
+    if (!trim_pins_.empty() && trim_pins_.begin()->first < to.lsn)
+      to = TrimPoint{trim_pins_.begin()->first, trim_pins_.begin()->second};
   }
   if (to.lsn <= log_->trim_point().lsn) return Status::ok();
   return log_->trim(to);

@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -136,7 +137,12 @@ class NvCache {
   std::mutex destage_mu_;               // one destage at a time (thread, flushes)
   mutable std::shared_mutex index_mu_;
   ExtentIndex index_;                   // GUARDED_BY(index_mu_)
-  std::condition_variable_any index_room_cv_;  // extent count fell below max_extents
+  // GUARDED_BY(index_mu_): for each write between its index insert and its complete, the oldest
+  // staged (LSN, record position) at the insert. Trims stay at or before the lowest: a record
+  // superseded by a write that is not complete yet is still the only durable copy of its data.
+  std::multiset<std::pair<uint64_t, uint64_t>> trim_pins_;
+  std::condition_variable_any index_room_cv_;  // extent count fell below max_extents, or stop()
+  bool index_closed_ = false;           // GUARDED_BY(index_mu_): stop() ran; writers stop waiting
 
   std::mutex wake_mu_;
   std::condition_variable wake_cv_;

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "base/fault.h"
 #include "base/logger.h"
 #include "fs/filesystem.h"
 #include "fs/fuse_server.h"
@@ -88,6 +89,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warn or error (log_level)");
   app.add_flag("--daemon", daemon, "run in the background once serving");
   app.add_option("--log-file", log_file, "with --daemon: append logs here instead of discarding them");
+  std::vector<std::string> faults;
+  uint64_t fault_seed = 1;
+  app.add_option("--fault", faults, "arm a fault site at start: SITE=ACTION[,always][,p=P]");
+  app.add_option("--fault-seed", fault_seed, "seed of fault probabilities");
   app.add_flag("--format-nvlog", format_nvlog,
                "format the NV log even if it exists (DISCARDS its records)");
   CLI11_PARSE(app, argc, argv);
@@ -112,6 +117,17 @@ int main(int argc, char** argv) {
   }
   const tools::HafsdConfig& cfg = *config;
   Logger log("node" + std::to_string(cfg.node_id), cfg.log_level);
+
+  FaultRegistry fault_registry(fault_seed);
+  for (const auto& f : faults) {
+    auto arm = parse_fault_arm(f);
+    if (!arm) {
+      std::fprintf(stderr, "hafsd: --fault: %s\n", arm.status().to_string().c_str());
+      return 2;
+    }
+    fault_registry.arm(arm->site, arm->spec);
+    log.warn("fault armed at start: %s", f.c_str());
+  }
 
   Readiness ready;
   if (daemon) {
@@ -166,6 +182,7 @@ int main(int argc, char** argv) {
   nvcache::NvCacheOptions cache_opts;
   cache_opts.logger = log.child("nvlog");
   cache_opts.destage_interval_ms = cfg.destage_interval_ms;
+  cache_opts.faults = &fault_registry;
   nvcache::RecoveryReport report;
   auto cache = nvcache::NvCache::open(**store, target, cache_opts, &report);
   if (!cache) return fail(ready, log, cache.status());

@@ -4,8 +4,10 @@
 //
 //   hafs-nvlog format --store PATH --size BYTES [--mode pmem|file] [--node N]
 //   hafs-nvlog append --store PATH [--mode ...] [--count N] [--payload BYTES] [--threads T]
-//                     [--seed S] [--fault SITE=ACTION]
-//       prints "ack LSN OBJECT OFFSET CRC" after each acknowledged write (flushed at once)
+//                     [--seed S] [--fault SITE=ACTION]... [--fault-after N]
+//       prints "ack LSN OBJECT OFFSET CRC" after each acknowledged write (flushed at once);
+//       --fault-after N arms the --fault sites only once N writes were acknowledged, so a crash
+//       test can land a fault in the middle of a run instead of on its first record
 //   hafs-nvlog scan --store PATH [--mode ...] [--records]
 //       prints the header, every record (--records), and why the scan ended
 #include <CLI/CLI.hpp>
@@ -45,7 +47,7 @@ int main(int argc, char** argv) {
   CLI::App app{"hafs-nvlog: format, append to and scan an hafs NV log ring"};
   app.require_subcommand(1);
   std::string path, mode_text = "pmem";
-  uint64_t size = 64u << 20, count = 1000, seed = 1;
+  uint64_t size = 64u << 20, count = 1000, seed = 1, fault_after = 0;
   uint32_t node = 1, payload = 4096, threads = 1;
   bool records = false;
   std::vector<std::string> faults;
@@ -65,6 +67,8 @@ int main(int argc, char** argv) {
   app_append->add_option("--threads", threads, "concurrent appenders")->check(CLI::Range(1u, 64u));
   app_append->add_option("--seed", seed, "seed of the payload bytes and fault probabilities");
   app_append->add_option("--fault", faults, "arm a fault site: SITE=crash|delay:MS|fail:ERRNO");
+  app_append->add_option("--fault-after", fault_after,
+                         "arm the --fault sites only after this many acknowledged writes");
   scan->add_flag("--records", records, "print every record");
   CLI11_PARSE(app, argc, argv);
 
@@ -109,6 +113,7 @@ int main(int argc, char** argv) {
 
   // append
   FaultRegistry registry(seed);
+  std::vector<std::pair<FaultSite, FaultSpec>> to_arm;
   for (const auto& f : faults) {
     auto eq = f.find('=');
     auto site = fault_site_by_name(f.substr(0, eq));
@@ -116,14 +121,19 @@ int main(int argc, char** argv) {
       return fail(Status::error(Code::kInvalidArgument, "unknown fault site in '" + f + "'"));
     auto spec = parse_fault_action(f.substr(eq + 1));
     if (!spec) return fail(spec.status());
-    registry.arm(*site, *spec);
+    to_arm.emplace_back(*site, *spec);
   }
+  auto arm_faults = [&] {
+    for (const auto& [site, spec] : to_arm) registry.arm(site, spec);
+  };
+  if (fault_after == 0) arm_faults();
   NullTarget target;
   NvCacheOptions options;
   options.faults = &registry;
   auto cache = NvCache::open(**store, target, options);
   if (!cache) return fail(cache.status());
   std::mutex out_mu;
+  uint64_t acked = 0;  // GUARDED_BY(out_mu)
   std::vector<std::thread> workers;
   for (uint32_t t = 0; t < threads; ++t)
     workers.emplace_back([&, t] {
@@ -142,6 +152,7 @@ int main(int argc, char** argv) {
         std::printf("ack %" PRIu64 " %s %" PRIu64 " %08x\n", *lsn, object.key.c_str(), offset,
                     crc32c(data));
         std::fflush(stdout);
+        if (++acked == fault_after) arm_faults();
       }
     });
   for (auto& w : workers) w.join();

@@ -146,6 +146,41 @@ TEST(LogTest, ReopenStartsANewSessionAndContinuesTheLsns) {
   EXPECT_EQ(r->lsn, 3u);
 }
 
+TEST(LogTest, StaleRecordAtTheTrimPointOfANewSessionIsNotResurrected) {
+  MemStore store(kRing);
+  uint64_t pos2 = 0;
+  {
+    auto log = fresh_log(store);
+    std::vector<std::byte> payload(1000, std::byte{1});
+    ASSERT_TRUE(log->append(spec_for(payload)).is_ok());
+    auto r2 = log->append(spec_for(payload));
+    ASSERT_TRUE(r2.is_ok());
+    pos2 = r2->pos;
+    ASSERT_TRUE(log->append(spec_for(payload)).is_ok());  // LSN 3: persisted, "never acked"
+  }
+  // The crash tore record 2; record 3 of session 1 survives behind it.
+  store.bytes()[kDataOffset + pos2 + 200] ^= std::byte{0xff};
+  auto rec = scan_ring(store, [](const RecordView&) {});
+  ASSERT_TRUE(rec.is_ok());
+  ASSERT_EQ(rec->end, ScanEnd::kTorn);
+  ASSERT_EQ(rec->next_lsn, 2u);
+  {
+    auto log = Log::open(store, *rec, {});
+    ASSERT_TRUE(log.is_ok());
+    std::vector<std::byte> payload(1000, std::byte{2});  // the same span: head lands on old LSN 3
+    auto r = (*log)->append(spec_for(payload));
+    ASSERT_TRUE(r.is_ok());
+    ASSERT_TRUE((*log)->trim((*log)->complete_point()).is_ok());  // everything destaged
+  }
+  // Crash before anything else is appended: the scan starts at the stale LSN 3 of session 1.
+  uint64_t records = 0;
+  auto again = scan_ring(store, [&](const RecordView&) { ++records; });
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ(records, 0u) << again->end_message;
+  EXPECT_EQ(again->end, ScanEnd::kClean);
+  EXPECT_EQ(again->next_lsn, 3u);
+}
+
 TEST(LogTest, RecordTooLargeForTheRingIsAClearError) {
   MemStore store(kRing);
   auto log = fresh_log(store);
