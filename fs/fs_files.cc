@@ -56,6 +56,10 @@ void Filesystem::init(fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
   // The kernel's writeback cache would own size and mtime: wrong for a clustered filesystem.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // open(O_TRUNC) must become a setattr (flush, FENCE, truncate, sync: see setattr); libfuse
+  // asks for atomic O_TRUNC by default, which would pass O_TRUNC to open(), where medium_flags()
+  // drops it.
+  conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
   conn->max_write = 1u << 20;
 }
 

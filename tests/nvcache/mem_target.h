@@ -2,6 +2,7 @@
 // "gone" objects can be switched on.
 #pragma once
 
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -18,7 +19,7 @@ class MemTarget : public DestageTarget {
   Status write(const ObjectId& object, uint64_t epoch,
                std::span<const DestageExtent> extents) override {
     std::lock_guard lock(mu_);
-    if (fail_errno) return Status::from_errno(fail_errno, "MemTarget injected failure");
+    if (int e = fail_errno.load()) return Status::from_errno(e, "MemTarget injected failure");
     if (gone.count(object.key)) return Status::error(Code::kStale, "gone");
     max_epoch = std::max(max_epoch, epoch);
     auto& bytes = unsynced_[key(object)];
@@ -31,7 +32,7 @@ class MemTarget : public DestageTarget {
   }
   Status sync(const ObjectId& object) override {
     std::lock_guard lock(mu_);
-    if (fail_errno) return Status::from_errno(fail_errno, "MemTarget injected sync failure");
+    if (int e = fail_errno.load()) return Status::from_errno(e, "MemTarget injected sync failure");
     synced_[key(object)] = unsynced_[key(object)];
     ++syncs;
     return Status::ok();
@@ -46,7 +47,7 @@ class MemTarget : public DestageTarget {
     return synced_.size();
   }
 
-  int fail_errno = 0;
+  std::atomic<int> fail_errno{0};  // may be switched while a destager thread runs
   std::set<std::string> gone;
   uint64_t max_epoch = 0;
   uint64_t writes = 0, syncs = 0;

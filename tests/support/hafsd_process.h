@@ -1,0 +1,71 @@
+// HafsdProcess: a real hafsd for integration tests. It makes a private directory with volume
+// directories and a mount point, an NV log (on /dev/shm unless HafsdSpec::nvlog_dir says
+// otherwise), starts the daemon, waits until the mount is there, and on destruction stops it and
+// removes everything it made, also when the test failed (lazy unmount of a dead daemon's mount
+// included).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace hafs::testing {
+
+struct HafsdSpec {
+  uint32_t node_id = 1;
+  // name -> mode ("staged" or "write-through"); ids are 1, 2, ... in this order.
+  std::vector<std::pair<std::string, std::string>> volumes = {{"vol0", "staged"}};
+  std::string nvlog_size = "64MiB";
+  std::string nvlog_mode = "pmem";
+  // Directory of the NV log file (which the process names after its private directory and
+  // removes when it ends): /dev/shm by default; e.g. "/tmp" for a file-mode ring on a disk.
+  std::string nvlog_dir = "/dev/shm";
+  std::vector<std::string> extra_args;  // e.g. {"--set", "nvlog.destage_interval_ms=60000"}
+};
+
+class HafsdProcess {
+ public:
+  explicit HafsdProcess(HafsdSpec spec = {});
+  ~HafsdProcess();
+  HafsdProcess(const HafsdProcess&) = delete;
+  HafsdProcess& operator=(const HafsdProcess&) = delete;
+
+  // Starts hafsd and waits (up to `timeout`) until the mount point is mounted. Returns false,
+  // with the reason in *why (including the daemon's log), when it exits or times out first.
+  bool start(std::string* why, std::chrono::seconds timeout = std::chrono::seconds(20));
+  // SIGTERM, wait for a clean exit (returns its exit status, or -1 on timeout/signal).
+  int stop(std::chrono::seconds timeout = std::chrono::seconds(30));
+  // SIGKILL, reap, lazily unmount the dead mount.
+  void kill9();
+  // SIGSTOP / SIGCONT.
+  void pause();
+  void resume();
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+  const std::string& dir() const { return dir_; }
+  const std::string& mount() const { return mount_; }
+  std::string volume_dir(const std::string& name) const { return dir_ + "/media/" + name; }
+  std::string path(const std::string& rel) const { return mount_ + "/" + rel; }
+  const std::string& nvlog() const { return nvlog_; }
+  std::string log() const;  // everything the daemon wrote to stderr so far
+  std::vector<std::string> args() const;  // the command line start() uses
+
+  // Runs hafsd with `args` to completion (for bad-input tests); returns the exit status and
+  // fills *output with its stderr.
+  static int run_to_exit(const std::vector<std::string>& args, std::string* output,
+                         std::chrono::seconds timeout = std::chrono::seconds(20));
+  static std::string hafsd_binary();
+
+ private:
+  HafsdSpec spec_;
+  std::string dir_, mount_, nvlog_, log_path_;
+  pid_t pid_ = -1;
+};
+
+// Whether `path` is a mount point now.
+bool is_mounted(const std::string& path);
+
+}  // namespace hafs::testing
