@@ -52,6 +52,8 @@ class HafsdProcess {
   const std::string& nvlog() const { return nvlog_; }
   std::string log() const;  // everything the daemon wrote to stderr so far
   std::vector<std::string> args() const;  // the command line start() uses
+  // Replaces HafsdSpec::extra_args for the next start() (e.g. restart without a fault armed).
+  void set_extra_args(std::vector<std::string> extra) { spec_.extra_args = std::move(extra); }
 
   // Runs hafsd with `args` to completion (for bad-input tests); returns the exit status and
   // fills *output with its stderr.
