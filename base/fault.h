@@ -28,6 +28,8 @@ enum class FaultSite : uint8_t {
   kDestageBeforeWrite,    // destager about to write an object's extents to the medium
   kDestageBeforeSync,     // extents written to the medium, not yet synced
   kDestageAfterSync,      // medium synced, ring not yet trimmed
+  kMirrorAfterRemoteWrite,  // sender: record bytes written into the partner, COMMIT not sent
+  kMirrorBeforeAck,         // receiver: mirror range persisted, ACK not sent
   kCount,
 };
 
@@ -46,6 +48,9 @@ inline constexpr std::array<FaultSiteInfo, static_cast<size_t>(FaultSite::kCount
     {FaultSite::kDestageBeforeWrite, "destage.before_write", "before extents go to the medium"},
     {FaultSite::kDestageBeforeSync, "destage.before_sync", "extents written, medium not synced"},
     {FaultSite::kDestageAfterSync, "destage.after_sync", "medium synced, ring not trimmed"},
+    {FaultSite::kMirrorAfterRemoteWrite, "mirror.after_remote_write",
+     "record bytes written into the partner's mirror, COMMIT not sent"},
+    {FaultSite::kMirrorBeforeAck, "mirror.before_ack", "mirror range persisted, ACK not sent"},
 }};
 
 std::optional<FaultSite> fault_site_by_name(std::string_view name);

@@ -48,7 +48,8 @@ Log::Log(Store& store, const RecoveredRing& r, LogOptions options)
       next_lsn_(r.next_lsn),
       head_pos_(r.next_pos),
       trim_{r.header.trim_lsn, r.header.trim_pos},
-      complete_{r.next_lsn, r.next_pos} {}
+      complete_{r.next_lsn, r.next_pos},
+      filled_{r.next_lsn, r.next_pos} {}
 
 Result<std::unique_ptr<Log>> Log::open(Store& store, const RecoveredRing& recovered,
                                        LogOptions options) {
@@ -65,15 +66,19 @@ Result<std::unique_ptr<Log>> Log::open(Store& store, const RecoveredRing& recove
   return log;
 }
 
-Status Log::write_header_locked(const RingHeader& h) {
-  HAFS_RETURN_IF_ERROR(fault(options_.faults, FaultSite::kLogHeaderWrite));
+Status write_ring_header(Store& store, const RingHeader& h) {
   std::array<std::byte, kEncodedRingHeader> buf{};
   encode_ring_header(h, buf);
   // Alternate copies: a torn header write damages only the copy being written, and the other
   // still holds the previous (valid, older) header.
   const uint64_t off = (h.header_seq % 2) * kHeaderSlotBytes;
-  HAFS_RETURN_IF_ERROR(store_.write(off, buf));
-  HAFS_RETURN_IF_ERROR(store_.persist(off, buf.size()));
+  HAFS_RETURN_IF_ERROR(store.write(off, buf));
+  return store.persist(off, buf.size());
+}
+
+Status Log::write_header_locked(const RingHeader& h) {
+  HAFS_RETURN_IF_ERROR(fault(options_.faults, FaultSite::kLogHeaderWrite));
+  HAFS_RETURN_IF_ERROR(write_ring_header(store_, h));
   header_ = h;
   return Status::ok();
 }
@@ -170,7 +175,28 @@ Status Log::fill(const Reservation& r, const AppendSpec& spec) {
     if (s.is_ok() && !spec.payload.empty()) s = store_.write(off + head_len, spec.payload);
   }
   if (s.is_ok()) s = fault(options_.faults, FaultSite::kLogAfterFill);
-  if (!s.is_ok()) fail(s);
+  if (!s.is_ok()) {
+    fail(s);
+    return s;
+  }
+  // Advance the filled point over every contiguous filled record.
+  TrimPoint filled;
+  bool advanced = false;
+  std::function<void(TrimPoint)> hook;
+  {
+    std::lock_guard lock(mu_);
+    if (r.pad_lsn) filled_above_[r.pad_lsn] = r.pad_pos + r.pad_span;
+    filled_above_[r.lsn] = r.pos + r.span;
+    for (auto it = filled_above_.begin(); it != filled_above_.end() && it->first == filled_.lsn;
+         it = filled_above_.erase(it)) {
+      filled_.pos = it->second;
+      ++filled_.lsn;
+      advanced = true;
+    }
+    filled = filled_;
+    if (advanced) hook = filled_hook_;
+  }
+  if (hook) hook(filled);
   return s;
 }
 
@@ -271,6 +297,21 @@ uint64_t Log::used_bytes() const {
 uint64_t Log::space_waits() const {
   std::lock_guard lock(mu_);
   return space_waits_;
+}
+
+void Log::set_filled_hook(std::function<void(TrimPoint)> hook) {
+  std::lock_guard lock(mu_);
+  filled_hook_ = std::move(hook);
+}
+
+TrimPoint Log::filled_point() const {
+  std::lock_guard lock(mu_);
+  return filled_;
+}
+
+RingHeader Log::header() const {
+  std::lock_guard lock(header_mu_);
+  return header_;
 }
 
 void Log::set_space_waiter_hook(std::function<void()> hook) {

@@ -66,6 +66,10 @@ struct LogOptions {
   FaultRegistry* faults = nullptr;  // optional
 };
 
+// Writes `h` into its header slot (header_seq % 2) and persists it. Used by the Log and by a
+// mirror receiver, which keeps the header of its copy of the partner's ring.
+Status write_ring_header(Store& store, const RingHeader& h);
+
 class Log {
  public:
   // Writes an empty ring over the whole store: both header copies, trim at LSN 1, position 0.
@@ -102,6 +106,12 @@ class Log {
 
   // Called when an appender starts waiting for room; the destager registers itself here.
   void set_space_waiter_hook(std::function<void()> hook);
+  // Called (outside the log's locks) whenever the filled point advances: every record before
+  // it has its bytes in the ring. The mirror ships up to there.
+  void set_filled_hook(std::function<void(TrimPoint)> hook);
+  TrimPoint filled_point() const;
+  // The ring header as last written (trim point, session, ...).
+  RingHeader header() const;
 
  private:
   Log(Store& store, const RecoveredRing& r, LogOptions options);
@@ -117,7 +127,7 @@ class Log {
   uint32_t session_ = 0;
   uint64_t session_first_lsn_ = 0;  // the first LSN this session appends
 
-  std::mutex header_mu_;         // serializes header writes; taken before mu_
+  mutable std::mutex header_mu_;  // serializes header writes; taken before mu_
   RingHeader header_;            // GUARDED_BY(header_mu_): what is on the store
 
   mutable std::mutex mu_;
@@ -128,6 +138,9 @@ class Log {
   TrimPoint trim_;               // GUARDED_BY(mu_)
   TrimPoint complete_;           // GUARDED_BY(mu_)
   std::map<uint64_t, uint64_t> done_;  // GUARDED_BY(mu_): completed LSN -> its end pos, above complete_
+  TrimPoint filled_;             // GUARDED_BY(mu_): every record before it is filled
+  std::map<uint64_t, uint64_t> filled_above_;  // GUARDED_BY(mu_): like done_, for filled_
+  std::function<void(TrimPoint)> filled_hook_;  // GUARDED_BY(mu_)
   uint64_t tickets_ = 0;         // GUARDED_BY(mu_): reservations handed out in arrival order
   uint64_t serving_ = 0;         // GUARDED_BY(mu_)
   uint64_t space_waits_ = 0;     // GUARDED_BY(mu_)

@@ -98,7 +98,7 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
                                 std::span<const std::byte> data) {
   if (object.key.size() > kMaxKeyBytes)
     return Status::error(Code::kInvalidArgument, "object key longer than 128 bytes");
-  uint64_t last_lsn = 0;
+  uint64_t last_lsn = 0, last_end_pos = 0;
   size_t done = 0;
   do {
     const size_t len = std::min<size_t>(data.size() - done, options_.max_record_payload);
@@ -138,11 +138,14 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
     }
     HAFS_RETURN_IF_ERROR(completed);
     last_lsn = r->lsn;
+    last_end_pos = r->end_pos();
     done += len;
     records_appended_.fetch_add(1, std::memory_order_relaxed);
     bytes_appended_.fetch_add(len, std::memory_order_relaxed);
   } while (done < data.size());
   if (under_pressure()) wake_destager();
+  if (Replicator* rep = replicator_.load(std::memory_order_acquire))
+    HAFS_RETURN_IF_ERROR(rep->wait_mirrored(last_end_pos));  // acks are cumulative
   return last_lsn;
 }
 
@@ -231,7 +234,9 @@ Status NvCache::trim_locked() {
       to = TrimPoint{trim_pins_.begin()->first, trim_pins_.begin()->second};
   }
   if (to.lsn <= log_->trim_point().lsn) return Status::ok();
-  return log_->trim(to);
+  HAFS_RETURN_IF_ERROR(log_->trim(to));
+  if (Replicator* rep = replicator_.load(std::memory_order_acquire)) rep->trimmed(log_->header());
+  return Status::ok();
 }
 
 Status NvCache::flush_object(const ObjectId& object) {
@@ -246,7 +251,19 @@ Status NvCache::flush_and_fence(const ObjectId& object, uint64_t epoch) {
                   std::span(reinterpret_cast<const std::byte*>(object.key.data()), object.key.size()),
                   0, {}, RecordType::kFence};
   auto r = log_->append(spec);
-  return r ? Status::ok() : r.status();
+  if (!r) return r.status();
+  // The partner must hold the FENCE before the truncate it guards: its replay after a takeover
+  // must not re-apply what the truncate cut.
+  if (Replicator* rep = replicator_.load(std::memory_order_acquire))
+    return rep->wait_mirrored(r->end_pos());
+  return Status::ok();
+}
+
+void NvCache::set_replicator(Replicator* replicator) {
+  replicator_.store(replicator, std::memory_order_release);
+  log_->set_filled_hook([this](TrimPoint filled) {
+    if (Replicator* rep = replicator_.load(std::memory_order_acquire)) rep->filled(filled);
+  });
 }
 
 Status NvCache::flush_all() {

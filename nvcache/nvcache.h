@@ -32,6 +32,7 @@
 #include "nvcache/extent_index.h"
 #include "nvcache/log_reader.h"
 #include "nvcache/log_writer.h"
+#include "nvcache/replicator.h"
 #include "nvcache/store.h"
 
 namespace hafs::nvcache {
@@ -118,6 +119,10 @@ class NvCache {
   NvCacheStats stats() const;
   Log& log() { return *log_; }
 
+  // Mirrors every record from now on: a write is acknowledged only once `replicator` says the
+  // partner holds it (or that it goes on without the partner). Set before serving; null to stop.
+  void set_replicator(Replicator* replicator);
+
  private:
   NvCache(Store& store, DestageTarget& target, NvCacheOptions options);
   // One destage of up to destage_batch_bytes (or of `only` when given), then trim. Requires
@@ -132,6 +137,7 @@ class NvCache {
   DestageTarget& target_;
   const NvCacheOptions options_;
   std::unique_ptr<Log> log_;
+  std::atomic<Replicator*> replicator_{nullptr};
   RingBytes ring_bytes_;
 
   std::mutex destage_mu_;               // one destage at a time (thread, flushes)

@@ -132,7 +132,10 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
   }
 
   static const std::set<std::string> kTop = {"node_id", "mount", "control_socket", "log_level",
-                                             "nvlog", "fs", "volume"};
+                                             "nvlog", "fs", "volume", "interconnect"};
+  static const std::set<std::string> kInterconnect = {
+      "provider", "listen", "partner_node_id", "partner", "key_file", "key", "mirror_path",
+      "mirror_wait_ms", "heartbeat_ms", "silence_limit_ms"};
   static const std::set<std::string> kNvlog = {"path", "size", "mode", "destage_interval_ms"};
   static const std::set<std::string> kFs = {"attr_timeout_s", "sync_metadata", "threads"};
   static const std::set<std::string> kVolume = {"name", "id", "path", "mode"};
@@ -194,6 +197,41 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
           c.fuse_threads = *v;
         }
       }
+    } else if (key == "interconnect") {
+      if (!node.is_table()) return bad(key, "expected a table");
+      auto& ic = c.interconnect;
+      for (auto&& [k2, n2] : *node.as_table()) {
+        const std::string name(k2.str()), sub = "interconnect." + name;
+        if (!kInterconnect.count(name)) return bad(sub, "unknown setting");
+        if (name == "partner_node_id") {
+          auto v = get_int<uint32_t>(n2, sub, 1, 1u << 30);
+          if (!v) return v.status();
+          ic.partner_node_id = *v;
+        } else if (name == "mirror_wait_ms" || name == "heartbeat_ms" || name == "silence_limit_ms") {
+          auto v = get_int<uint32_t>(n2, sub, 1, 3600000);
+          if (!v) return v.status();
+          (name == "mirror_wait_ms" ? ic.mirror_wait_ms : name == "heartbeat_ms" ? ic.heartbeat_ms
+                                                                                : ic.silence_limit_ms) = *v;
+        } else {
+          auto v = get_string(n2, sub);
+          if (!v) return v.status();
+          if (name == "listen" || name == "partner") {
+            const auto colon = v->rfind(':');
+            if (colon == std::string::npos || colon + 1 == v->size())
+              return bad(sub, "'" + *v + "' is not HOST:PORT");
+            (name == "listen" ? ic.listen_host : ic.partner_host) = v->substr(0, colon);
+            (name == "listen" ? ic.listen_port : ic.partner_port) = v->substr(colon + 1);
+          } else if (name == "provider") {
+            ic.provider = *v;
+          } else if (name == "key_file") {
+            ic.key_file = *v;
+          } else if (name == "key") {
+            ic.key = *v;
+          } else {
+            ic.mirror_path = *v;
+          }
+        }
+      }
     } else if (key == "volume") {
       if (!node.is_array_of_tables()) return bad(key, "expected [[volume]] tables");
       for (auto& el : *node.as_array()) {
@@ -232,6 +270,17 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
   if (c.nvlog_size % 4096 != 0 || c.nvlog_size < (72u << 10))
     return bad("nvlog.size", std::to_string(c.nvlog_size) + " bytes is not a multiple of 4096 of at least 72KiB");
   if (c.volumes.empty()) return bad("volume", "no volume configured");
+  if (c.mirrored()) {
+    const auto& ic = c.interconnect;
+    if (ic.partner_node_id == c.node_id) return bad("interconnect.partner_node_id", "is this node's own id");
+    if (ic.listen_port.empty()) return bad("interconnect.listen", "missing (HOST:PORT)");
+    if (ic.partner_port.empty()) return bad("interconnect.partner", "missing (HOST:PORT)");
+    if (ic.mirror_path.empty()) return bad("interconnect.mirror_path", "missing");
+    if (ic.key_file.empty() == ic.key.empty())
+      return bad("interconnect.key_file", "give exactly one of key_file and key");
+    if (ic.heartbeat_ms >= ic.silence_limit_ms)
+      return bad("interconnect.heartbeat_ms", "must be below interconnect.silence_limit_ms");
+  }
   std::set<std::string> names;
   std::set<uint32_t> ids;
   for (const auto& v : c.volumes) {

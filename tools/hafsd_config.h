@@ -36,6 +36,23 @@ struct HafsdConfig {
   uint32_t fuse_threads = 16;
 
   std::vector<VolumeConfig> volumes;
+
+  // Mirroring to the partner ([interconnect]); off when partner_node_id is 0.
+  struct Interconnect {
+    std::string provider = "tcp";       // libfabric provider: tcp here, verbs on RDMA hardware
+    std::string listen_host = "127.0.0.1";
+    std::string listen_port;            // where this node's mirror receiver listens
+    uint32_t partner_node_id = 0;
+    std::string partner_host = "127.0.0.1";
+    std::string partner_port;           // where the partner's mirror receiver listens
+    std::string key_file;               // 64 hex digits, mode 0600
+    std::string key;                    // a passphrase instead of key_file (tests, demos)
+    std::string mirror_path;            // the mirror store of the partner's ring (mapped file)
+    uint32_t mirror_wait_ms = 3000;     // a write waits this long for the partner, then degrades
+    uint32_t heartbeat_ms = 100;
+    uint32_t silence_limit_ms = 1000;   // no message from the partner for this long: reconnect
+  } interconnect;
+  bool mirrored() const { return interconnect.partner_node_id != 0; }
 };
 
 // Parses "123", "64KiB", "256MiB", "1GiB", "4K", "8M", "2G" into bytes.

@@ -20,6 +20,8 @@
 #include "fs/filesystem.h"
 #include "fs/fuse_server.h"
 #include "fs/volume.h"
+#include "interconnect/mirror_receiver.h"
+#include "interconnect/mirror_sender.h"
 #include "nvcache/nvcache.h"
 #include "tools/hafsd_config.h"
 
@@ -193,6 +195,58 @@ int main(int argc, char** argv) {
   }
   (*cache)->start_destager();
 
+  // Mirroring: this node's receiver keeps the partner's ring; its sender ships ours.
+  std::unique_ptr<nvcache::Store> mirror_store;
+  std::unique_ptr<interconnect::MirrorReceiver> receiver;
+  std::unique_ptr<interconnect::MirrorSender> sender;
+  if (cfg.mirrored()) {
+    const auto& ic = cfg.interconnect;
+    interconnect::Key key{};
+    if (!ic.key_file.empty()) {
+      auto k = interconnect::load_key_file(ic.key_file);
+      if (!k) return fail(ready, log, k.status());
+      key = *k;
+    } else {
+      key = interconnect::key_from_passphrase(ic.key);
+    }
+    auto ms = nvcache::open_store(nvcache::StoreMode::kPmem, ic.mirror_path, cfg.nvlog_size);
+    if (!ms) return fail(ready, log, ms.status().with_context("mirror store"));
+    mirror_store = std::move(*ms);
+    interconnect::FabricConfig fabric;
+    fabric.provider = ic.provider;
+    interconnect::MirrorReceiverOptions ro;
+    ro.logger = log.child("mirror-in");
+    ro.fabric = fabric;
+    ro.listen_host = ic.listen_host;
+    ro.listen_port = ic.listen_port;
+    ro.node_id = cfg.node_id;
+    ro.partner_node_id = ic.partner_node_id;
+    ro.key = key;
+    ro.peer_silence_limit = std::chrono::milliseconds(ic.silence_limit_ms);
+    ro.faults = &fault_registry;
+    auto r = interconnect::MirrorReceiver::start(*mirror_store, ro);
+    if (!r) return fail(ready, log, r.status());
+    receiver = std::move(*r);
+    interconnect::MirrorSenderOptions so;
+    so.logger = log.child("mirror-out");
+    so.fabric = fabric;
+    so.partner_host = ic.partner_host;
+    so.partner_port = ic.partner_port;
+    so.node_id = cfg.node_id;
+    so.partner_node_id = ic.partner_node_id;
+    so.key = key;
+    so.mirror_wait = std::chrono::milliseconds(ic.mirror_wait_ms);
+    so.heartbeat_interval = std::chrono::milliseconds(ic.heartbeat_ms);
+    so.peer_silence_limit = std::chrono::milliseconds(ic.silence_limit_ms);
+    so.faults = &fault_registry;
+    sender = std::make_unique<interconnect::MirrorSender>((*cache)->log(), so);
+    sender->start();
+    (*cache)->set_replicator(sender.get());
+    log.info("mirroring to node %u at %s:%s over %s; mirror of its ring in %s",
+             ic.partner_node_id, ic.partner_host.c_str(), ic.partner_port.c_str(),
+             ic.provider.c_str(), ic.mirror_path.c_str());
+  }
+
   fs::FsOptions fs_opts;
   fs_opts.logger = log.child("fs");
   fs_opts.attr_timeout_s = cfg.attr_timeout_s;
@@ -228,7 +282,10 @@ int main(int argc, char** argv) {
     server->reset();  // unmounted
   }
   log.info("unmounted; destaging everything");
-  Status flushed = (*cache)->flush_all();
+  Status flushed = (*cache)->flush_all();  // also trims the partner's mirror
+  (*cache)->set_replicator(nullptr);
+  if (sender) sender->stop();
+  if (receiver) receiver->stop();
   (*cache)->stop();
   if (!flushed.is_ok()) log.error("final destage: %s (records stay in the NV log)", flushed.to_string().c_str());
   // The signal thread may still wait if the loop ended by an external unmount.

@@ -15,6 +15,7 @@ packages=(
   libtomlplusplus-dev                      # hafsd config files
   libcli11-dev                             # hafsd / hafsctl command lines
   nlohmann-json3-dev                       # control protocol (JSON lines)
+  libsodium-dev                            # interconnect/: HMAC-SHA256 peer authentication
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev fio
   # integration tests: namespaces, process tools

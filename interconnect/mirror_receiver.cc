@@ -1,0 +1,299 @@
+#include "interconnect/mirror_receiver.h"
+
+#include <deque>
+#include <random>
+
+#include "nvcache/log_reader.h"
+#include "nvcache/log_writer.h"
+
+namespace hafs::interconnect {
+
+using Clock = std::chrono::steady_clock;
+
+struct MirrorReceiver::Session {
+  std::unique_ptr<Connection> conn;
+  Region region;               // the mirror store, registered for this connection only
+  Hello hello;                 // what we told the sender
+  bool authed = false;
+  uint32_t seq = 0;
+  uint32_t partner = 0;
+  Clock::time_point last_heard = Clock::now();
+  std::deque<std::vector<std::byte>> pending;  // received, not yet handled
+  ~Session() {
+    if (conn) conn->unregister(region);
+  }
+};
+
+Result<std::unique_ptr<MirrorReceiver>> MirrorReceiver::start(nvcache::Store& mirror,
+                                                             MirrorReceiverOptions options) {
+  if (!mirror.mapping())
+    return Status::error(Code::kInvalidArgument, "the mirror store must be a mapped (pmem) store");
+  auto r = std::unique_ptr<MirrorReceiver>(new MirrorReceiver(mirror, std::move(options)));
+  // What the mirror already holds (a restart): the sender may resend only what is missing.
+  auto rec = nvcache::scan_ring(mirror, [](const nvcache::RecordView&) {});
+  if (rec.is_ok() && (rec->header.flags & nvcache::kRingFlagMirror)) {
+    r->header_ = rec->header;
+    r->have_header_ = true;
+    r->stats_.ring_id = rec->header.ring_id;
+    r->stats_.session = rec->header.session;
+    r->stats_.acked_pos = rec->next_pos;
+    r->stats_.trim_lsn = rec->header.trim_lsn;
+    r->options_.logger.info("mirror holds ring %016llx session %u up to position %llu",
+                            static_cast<unsigned long long>(rec->header.ring_id), rec->header.session,
+                            static_cast<unsigned long long>(rec->next_pos));
+  }
+  auto l = Listener::listen(r->options_.fabric, r->options_.listen_host, r->options_.listen_port);
+  if (!l) return l.status().with_context("mirror receiver");
+  r->listener_ = std::move(*l);
+  r->thread_ = std::thread([p = r.get()] { p->run(); });
+  return r;
+}
+
+MirrorReceiver::~MirrorReceiver() { stop(); }
+
+void MirrorReceiver::stop() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+  listener_.reset();
+}
+
+void MirrorReceiver::set_min_epoch(uint64_t epoch) { min_epoch_.store(epoch); }
+
+MirrorReceiverStats MirrorReceiver::stats() const {
+  std::lock_guard lock(mu_);
+  MirrorReceiverStats s = stats_;
+  if (last_heard_ != Clock::time_point{})
+    s.ms_since_heard = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_heard_).count();
+  return s;
+}
+
+bool MirrorReceiver::send(Session& s, const Message& m) {
+  // The progress thread is also the one that frees send slots: drain completions, never wait.
+  while (!s.conn->can_post(1)) {
+    std::vector<std::vector<std::byte>> got;
+    if (!s.conn->poll(&got, std::chrono::milliseconds(0)).is_ok()) return false;
+    for (auto& g : got) s.pending.push_back(std::move(g));
+  }
+  return s.conn->send_message(encode(m, s.seq++)).is_ok();
+}
+
+void MirrorReceiver::refuse(Session& s, RefuseReason reason, const std::string& text) {
+  options_.logger.warn("refused the partner connection (%s): %s", refuse_reason_name(reason), text.c_str());
+  {
+    std::lock_guard lock(mu_);
+    ++stats_.refused;
+    stats_.last_refusal = std::string(refuse_reason_name(reason)) + ": " + text;
+  }
+  Refuse m;
+  m.reason = reason;
+  m.text = text.substr(0, kReasonBytes - 1);
+  send(s, m);
+}
+
+void MirrorReceiver::run() {
+  std::unique_ptr<Session> s;
+  std::mt19937_64 keys(std::random_device{}());
+  auto drop = [&](const char* why) {
+    if (s && s->authed) options_.logger.info("partner connection closed: %s", why);
+    s.reset();
+    std::lock_guard lock(mu_);
+    stats_.connected = false;
+  };
+  while (!stop_.load()) {
+    auto incoming = listener_->accept(std::chrono::milliseconds(s ? 0 : 100));
+    if (incoming.is_ok()) {
+      auto fresh = std::make_unique<Session>();
+      fresh->conn = std::move(*incoming);
+      if (s && s->authed && Clock::now() - s->last_heard < options_.peer_silence_limit) {
+        // Only one sender: a second connection while the first is alive is refused.
+        refuse(*fresh, RefuseReason::kBusy,
+               "node " + std::to_string(s->partner) + " is already connected and alive");
+      } else {
+        if (s) options_.logger.warn("replacing a silent partner connection");
+        s = std::move(fresh);
+        auto region = s->conn->register_region(mirror_.mapping(), mirror_.size(), true, keys());
+        if (!region) {
+          options_.logger.error("cannot register the mirror store: %s", region.status().to_string().c_str());
+          s.reset();
+          continue;
+        }
+        s->region = *region;
+        Hello& h = s->hello;
+        h.node_id = options_.node_id;
+        h.nonce = random_nonce();
+        h.mr_key = s->region.key;
+        h.mr_base = s->region.base;
+        h.mr_bytes = mirror_.size();
+        {
+          std::lock_guard lock(mu_);
+          h.ring_id = stats_.ring_id;
+          h.session = stats_.session;
+          h.have_pos = stats_.acked_pos;
+        }
+        if (!send(*s, h)) drop("could not send HELLO");
+      }
+    }
+    if (!s) continue;
+    std::vector<std::vector<std::byte>> got;
+    // After traffic, poll busily for a moment: COMMITs come in bursts while writers wait.
+    const bool busy = Clock::now() - s->last_heard < std::chrono::milliseconds(1);
+    Status polled = s->conn->poll(&got, std::chrono::milliseconds(20),
+                                  busy ? options_.spin : std::chrono::microseconds(0));
+    for (auto& g : got) s->pending.push_back(std::move(g));
+    bool ok = true;
+    while (ok && !s->pending.empty()) {
+      auto bytes = std::move(s->pending.front());
+      s->pending.pop_front();
+      ok = handle(*s, bytes);
+    }
+    if (!ok) {
+      drop("protocol");
+    } else if (!polled.is_ok()) {
+      drop(polled.message().c_str());
+    }
+  }
+  s.reset();
+}
+
+bool MirrorReceiver::handle(Session& s, const std::vector<std::byte>& bytes) {
+  auto m = decode(bytes);
+  if (!m) {
+    refuse(s, RefuseReason::kProtocol, m.status().message());
+    return false;
+  }
+  s.last_heard = Clock::now();
+  {
+    std::lock_guard lock(mu_);
+    last_heard_ = s.last_heard;
+  }
+  if (!s.authed) {
+    if (const auto* a = std::get_if<Auth>(&*m)) return on_auth(s, *a);
+    refuse(s, RefuseReason::kProtocol, "expected AUTH first");
+    return false;
+  }
+  if (const auto* c = std::get_if<Commit>(&*m)) return on_commit(s, *c);
+  if (const auto* t = std::get_if<Trim>(&*m)) return on_trim(s, *t);
+  if (const auto* hb = std::get_if<Heartbeat>(&*m)) return send(s, *hb);  // echoed for RTT
+  refuse(s, RefuseReason::kProtocol, "unexpected message after AUTH");
+  return false;
+}
+
+bool MirrorReceiver::on_auth(Session& s, const Auth& a) {
+  if (!hmac_verify(options_.key, auth_mac_input(s.hello, a), a.mac)) {
+    refuse(s, RefuseReason::kBadKey, "node " + std::to_string(a.node_id) + " does not prove the shared key");
+    return false;
+  }
+  if (a.node_id != options_.partner_node_id) {
+    refuse(s, RefuseReason::kWrongNode, "node " + std::to_string(a.node_id) +
+                                            " is not my partner (node " +
+                                            std::to_string(options_.partner_node_id) + ")");
+    return false;
+  }
+  uint64_t seen_epoch;
+  {
+    std::lock_guard lock(mu_);
+    seen_epoch = stats_.partner_epoch;
+  }
+  if (a.epoch < std::max(seen_epoch, min_epoch_.load())) {
+    refuse(s, RefuseReason::kStaleEpoch, "epoch " + std::to_string(a.epoch) + " is older than " +
+                                             std::to_string(std::max(seen_epoch, min_epoch_.load())));
+    return false;
+  }
+  if (a.ring_bytes != mirror_.size()) {
+    refuse(s, RefuseReason::kGeometry, "partner ring of " + std::to_string(a.ring_bytes) +
+                                           " bytes, mirror store of " + std::to_string(mirror_.size()));
+    return false;
+  }
+  nvcache::RingHeader h;
+  {
+    std::lock_guard lock(mu_);
+    h = have_header_ ? header_ : nvcache::RingHeader{};
+  }
+  h.ring_bytes = a.ring_bytes;
+  h.data_bytes = a.ring_bytes - nvcache::kDataOffset;
+  h.ring_id = a.ring_id;
+  h.session = a.session;
+  h.trim_lsn = a.trim_lsn;
+  h.trim_pos = a.trim_pos;
+  h.trim_session = a.trim_session;
+  h.node_id = a.node_id;
+  h.flags = nvcache::kRingFlagMirror;
+  h.header_seq = have_header_ ? h.header_seq + 1 : 1;
+  if (Status st = nvcache::write_ring_header(mirror_, h); !st.is_ok()) {
+    options_.logger.error("cannot write the mirror header: %s", st.to_string().c_str());
+    return false;
+  }
+  {
+    std::lock_guard lock(mu_);
+    const bool same = stats_.ring_id == a.ring_id && stats_.session == a.session;
+    header_ = h;
+    have_header_ = true;
+    stats_.connected = true;
+    stats_.partner_epoch = a.epoch;
+    stats_.ring_id = a.ring_id;
+    stats_.session = a.session;
+    stats_.trim_lsn = a.trim_lsn;
+    if (!same) stats_.acked_pos = a.trim_pos;
+  }
+  s.partner = a.node_id;
+  Accept acc;
+  acc.mac = hmac(options_.key, accept_mac_input(a, options_.node_id));
+  if (!send(s, acc)) return false;
+  s.authed = true;
+  options_.logger.info("partner node %u connected over %s (ring %016llx, session %u, epoch %llu)",
+                       a.node_id, s.conn->provider().c_str(), static_cast<unsigned long long>(a.ring_id),
+                       a.session, static_cast<unsigned long long>(a.epoch));
+  return true;
+}
+
+bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
+  const uint64_t data = mirror_.size() - nvcache::kDataOffset;
+  if (c.to_pos < c.from_pos || c.to_pos - c.from_pos > data) {
+    refuse(s, RefuseReason::kProtocol, "COMMIT of an impossible range [" + std::to_string(c.from_pos) +
+                                           ", " + std::to_string(c.to_pos) + ")");
+    return false;
+  }
+  // Persist what the sender wrote into the region: the write completed at the sender is not a
+  // persisted write here until this returns.
+  const uint64_t off = c.from_pos % data, len = c.to_pos - c.from_pos;
+  const uint64_t first = std::min(len, data - off);
+  Status st = mirror_.persist(nvcache::kDataOffset + off, first);
+  if (st.is_ok() && len > first) st = mirror_.persist(nvcache::kDataOffset, len - first);
+  if (st.is_ok() && options_.faults) st = options_.faults->hit(FaultSite::kMirrorBeforeAck);
+  if (!st.is_ok()) {
+    options_.logger.error("mirror persist failed: %s", st.to_string().c_str());
+    return false;  // no ACK: the sender's writes wait, or go degraded
+  }
+  {
+    std::lock_guard lock(mu_);
+    stats_.acked_pos = c.to_pos;
+    if (c.upto_lsn) stats_.acked_lsn = c.upto_lsn;
+    stats_.bytes_committed += len;
+    ++stats_.commits;
+  }
+  return send(s, Ack{c.upto_lsn, c.to_pos});
+}
+
+bool MirrorReceiver::on_trim(Session& s, const Trim& t) {
+  (void)s;
+  nvcache::RingHeader h;
+  {
+    std::lock_guard lock(mu_);
+    h = header_;
+  }
+  if (t.trim_lsn <= h.trim_lsn) return true;
+  h.trim_lsn = t.trim_lsn;
+  h.trim_pos = t.trim_pos;
+  h.trim_session = t.trim_session;
+  h.header_seq++;
+  if (Status st = nvcache::write_ring_header(mirror_, h); !st.is_ok()) {
+    options_.logger.error("cannot write the mirror header: %s", st.to_string().c_str());
+    return false;
+  }
+  std::lock_guard lock(mu_);
+  header_ = h;
+  stats_.trim_lsn = t.trim_lsn;
+  return true;
+}
+
+}  // namespace hafs::interconnect

@@ -1,0 +1,96 @@
+// MirrorReceiver: the partner side of mirroring. It listens for the partner's sender, checks
+// who it is (protocol version, node id, shared key, epoch, ring geometry), registers its mirror
+// store for one-sided writes with a fresh key per connection, and for every COMMIT persists the
+// committed byte range and acknowledges it. The mirror store then holds a byte-identical copy of
+// the partner's ring, header included (flagged as a mirror), which nvcache's reader recovers
+// unchanged.
+//
+// One thread (the progress thread) accepts, polls the completion queue, persists and acks;
+// the tcp provider needs it polled or remote writes are not applied.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "base/fault.h"
+#include "base/logger.h"
+#include "interconnect/auth.h"
+#include "interconnect/fabric.h"
+#include "nvcache/log_format.h"
+#include "nvcache/store.h"
+
+namespace hafs::interconnect {
+
+struct MirrorReceiverOptions {
+  Logger logger;
+  FabricConfig fabric;
+  std::string listen_host = "127.0.0.1";
+  std::string listen_port;
+  uint32_t node_id = 0;           // this node
+  uint32_t partner_node_id = 0;   // the only sender accepted
+  Key key{};
+  std::chrono::milliseconds peer_silence_limit{1000};  // a silent connection may be replaced
+  std::chrono::microseconds spin{100};  // busy-poll this long after traffic before sleeping
+  FaultRegistry* faults = nullptr;
+};
+
+struct MirrorReceiverStats {
+  bool connected = false;
+  uint64_t ring_id = 0;
+  uint32_t session = 0;
+  uint64_t acked_pos = 0;
+  uint64_t acked_lsn = 0;
+  uint64_t trim_lsn = 0;
+  uint64_t bytes_committed = 0;
+  uint64_t commits = 0;
+  uint64_t refused = 0;             // connections refused (bad key, version, epoch, busy...)
+  uint64_t partner_epoch = 0;
+  std::string last_refusal;
+  int64_t ms_since_heard = -1;      // -1: never heard
+};
+
+class MirrorReceiver {
+ public:
+  // `mirror` must be a mapped store (Store::mapping() != null). Listens at once.
+  static Result<std::unique_ptr<MirrorReceiver>> start(nvcache::Store& mirror,
+                                                       MirrorReceiverOptions options);
+  ~MirrorReceiver();
+  // Closes the connection and stops listening. Idempotent. The mirror store keeps its bytes.
+  void stop();
+
+  // Refuse senders whose epoch is below `epoch` from now on (membership raises it).
+  void set_min_epoch(uint64_t epoch);
+  MirrorReceiverStats stats() const;
+
+ private:
+  MirrorReceiver(nvcache::Store& mirror, MirrorReceiverOptions options)
+      : mirror_(mirror), options_(std::move(options)) {}
+  void run();
+  struct Session;
+  // Returns false when the connection must be dropped.
+  bool handle(Session& s, const std::vector<std::byte>& bytes);
+  bool on_auth(Session& s, const Auth& auth);
+  bool on_commit(Session& s, const Commit& c);
+  bool on_trim(Session& s, const Trim& t);
+  void refuse(Session& s, RefuseReason reason, const std::string& text);
+  bool send(Session& s, const Message& m);
+
+  nvcache::Store& mirror_;
+  const MirrorReceiverOptions options_;
+  std::unique_ptr<Listener> listener_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> min_epoch_{0};
+
+  mutable std::mutex mu_;      // guards stats_ and header_ (written by the progress thread)
+  MirrorReceiverStats stats_;
+  nvcache::RingHeader header_;  // the mirror's header as last written
+  bool have_header_ = false;
+  std::chrono::steady_clock::time_point last_heard_{};
+};
+
+}  // namespace hafs::interconnect

@@ -1,0 +1,344 @@
+#include "interconnect/mirror_sender.h"
+
+#include <algorithm>
+#include <random>
+
+#include "nvcache/log_format.h"
+
+namespace hafs::interconnect {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+const char* mirror_state_name(MirrorState s) {
+  switch (s) {
+    case MirrorState::kDisconnected: return "disconnected";
+    case MirrorState::kConnecting: return "connecting";
+    case MirrorState::kResyncing: return "resyncing";
+    case MirrorState::kMirroring: return "mirroring";
+  }
+  return "?";
+}
+
+MirrorSender::MirrorSender(nvcache::Log& log, MirrorSenderOptions options)
+    : log_(log), options_(std::move(options)), data_bytes_(log.data_bytes()) {
+  bounce_.resize(options_.window_bytes);
+  filled_ = log_.filled_point();
+  mirrored_pos_ = filled_.pos;  // what is in the log now was recovered and destaged, or is ours to ship
+  policy_ = [limit = options_.mirror_wait](milliseconds waited) { return waited >= limit; };
+}
+
+MirrorSender::~MirrorSender() { stop(); }
+
+void MirrorSender::start() {
+  std::lock_guard lock(mu_);
+  if (!thread_.joinable() && !stop_) thread_ = std::thread([this] { run(); });
+}
+
+void MirrorSender::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (trim_dirty_ && conn_) {  // a clean shutdown destaged everything: let the mirror know
+      trim_dirty_ = false;
+      send_locked(Trim{trim_header_.trim_lsn, trim_header_.trim_pos, trim_header_.trim_session});
+    }
+    stop_ = true;
+  }
+  wake_cv_.notify_all();
+  mirrored_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mu_);
+  drop_locked("stopped");
+}
+
+void MirrorSender::set_degrade_policy(DegradePolicy policy) {
+  std::lock_guard lock(mu_);
+  policy_ = std::move(policy);
+}
+
+void MirrorSender::set_state_locked(MirrorState s, const std::string& why) {
+  if (s == state_) return;
+  options_.logger.info("mirror to node %u: %s -> %s (%s)", options_.partner_node_id,
+                       mirror_state_name(state_), mirror_state_name(s), why.c_str());
+  state_ = s;
+}
+
+void MirrorSender::drop_locked(const std::string& why) {
+  if (conn_) {
+    options_.logger.warn("mirror connection to node %u lost: %s", options_.partner_node_id, why.c_str());
+    conn_->unregister(bounce_region_);
+    conn_.reset();
+    counters_.last_error = why;
+  }
+  commit_times_.clear();
+  set_state_locked(MirrorState::kDisconnected, why);
+}
+
+void MirrorSender::send_locked(const Message& m) {
+  if (!conn_) return;
+  Status s = conn_->send_message(encode(m, seq_++));
+  if (!s.is_ok()) drop_locked(s.message());
+  last_sent_ = Clock::now();
+}
+
+void MirrorSender::filled(nvcache::TrimPoint filled) {
+  std::lock_guard lock(mu_);
+  if (filled.lsn <= filled_.lsn) return;  // hooks may arrive out of order
+  filled_ = filled;
+  ship_locked();
+}
+
+void MirrorSender::ship_locked() {
+  if (!conn_ || (state_ != MirrorState::kResyncing && state_ != MirrorState::kMirroring)) return;
+  while (conn_ && ship_pos_ < filled_.pos) {
+    const uint64_t inflight = ship_pos_ - conn_acked_pos_;
+    if (inflight >= bounce_.size() || !conn_->can_post(2)) return;  // the next ACK resumes it
+    const uint64_t off = ship_pos_ % data_bytes_;
+    const uint64_t boff = ship_pos_ % bounce_.size();
+    const uint64_t len = std::min({filled_.pos - ship_pos_, uint64_t{options_.max_chunk_bytes},
+                                   bounce_.size() - inflight, data_bytes_ - off, bounce_.size() - boff});
+    std::span<std::byte> chunk(bounce_.data() + boff, len);
+    if (Status s = log_.store().read(nvcache::kDataOffset + off, chunk); !s.is_ok()) {
+      counters_.last_error = s.to_string();
+      return;
+    }
+    Status s = conn_->write(chunk.data(), len, bounce_region_.desc, remote_, nvcache::kDataOffset + off);
+    if (s.is_ok() && options_.faults) s = options_.faults->hit(FaultSite::kMirrorAfterRemoteWrite);
+    if (!s.is_ok()) {
+      drop_locked(s.message());
+      return;
+    }
+    const uint64_t to = ship_pos_ + len;
+    send_locked(Commit{ship_pos_, to, to == filled_.pos ? filled_.lsn - 1 : 0});
+    commit_times_.emplace_back(to, Clock::now());
+    ship_pos_ = to;
+    counters_.bytes_shipped += len;
+  }
+}
+
+Status MirrorSender::wait_mirrored(uint64_t end_pos) {
+  std::unique_lock lock(mu_);
+  if (mirrored_pos_ >= end_pos || degraded_) return Status::ok();
+  const auto start = Clock::now();
+  for (;;) {
+    mirrored_cv_.wait_for(lock, milliseconds(50),
+                          [&] { return mirrored_pos_ >= end_pos || degraded_ || stop_; });
+    if (mirrored_pos_ >= end_pos || degraded_) return Status::ok();
+    if (stop_) return Status::error(Code::kAborted, "mirror stopped");
+    const auto waited = duration_cast<milliseconds>(Clock::now() - start);
+    if (policy_(waited)) {
+      degraded_ = true;
+      options_.logger.warn("partner node %u has not acknowledged for %lld ms (%s): writes are now "
+                           "acknowledged from the local NV log alone (DEGRADED)",
+                           options_.partner_node_id, static_cast<long long>(waited.count()),
+                           mirror_state_name(state_));
+      mirrored_cv_.notify_all();
+      return Status::ok();
+    }
+  }
+}
+
+void MirrorSender::trimmed(const nvcache::RingHeader& header) {
+  std::lock_guard lock(mu_);
+  trim_header_ = header;
+  trim_dirty_ = true;
+}
+
+void MirrorSender::handle(const std::vector<std::byte>& bytes) {
+  std::lock_guard lock(mu_);
+  auto m = decode(bytes);
+  if (!m) {
+    drop_locked("garbage from the partner: " + m.status().message());
+    return;
+  }
+  last_heard_ = Clock::now();
+  if (const auto* a = std::get_if<Ack>(&*m)) {
+    if (a->acked_pos <= conn_acked_pos_ || a->acked_pos > ship_pos_) {
+      drop_locked("ACK of position " + std::to_string(a->acked_pos) + " outside (" +
+                  std::to_string(conn_acked_pos_) + ", " + std::to_string(ship_pos_) + "]");
+      return;
+    }
+    conn_acked_pos_ = a->acked_pos;
+    mirrored_pos_ = std::max(mirrored_pos_, a->acked_pos);
+    acked_lsn_ = std::max(acked_lsn_, a->acked_lsn);
+    while (!commit_times_.empty() && commit_times_.front().first <= a->acked_pos) {
+      if (commit_times_.front().first == a->acked_pos)
+        counters_.last_ack_latency_us =
+            std::chrono::duration_cast<std::chrono::microseconds>(last_heard_ - commit_times_.front().second).count();
+      commit_times_.erase(commit_times_.begin());
+    }
+    if (state_ == MirrorState::kResyncing && conn_acked_pos_ >= resync_target_) {
+      set_state_locked(MirrorState::kMirroring, "the mirror holds everything up to position " +
+                                                    std::to_string(resync_target_));
+      if (degraded_) {
+        degraded_ = false;
+        options_.logger.info("writes are mirrored again (no longer degraded)");
+      }
+    }
+    mirrored_cv_.notify_all();
+    ship_locked();
+  } else if (std::holds_alternative<Heartbeat>(*m)) {
+    // heard: that is all a heartbeat says
+  } else if (const auto* r = std::get_if<Refuse>(&*m)) {
+    drop_locked(std::string("partner refused: ") + refuse_reason_name(r->reason) + ": " + r->text);
+  } else {
+    drop_locked(std::string("unexpected ") + msg_type_name(static_cast<MsgType>(m->index() + 1)) +
+                " from the partner");
+  }
+}
+
+namespace {
+// Waits for the next message during the handshake.
+Result<Message> next_message(Connection& c, milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::vector<std::vector<std::byte>> got;
+  while (got.empty()) {
+    if (Clock::now() > deadline) return Status::error(Code::kTimedOut, "handshake timed out");
+    HAFS_RETURN_IF_ERROR(c.poll(&got, milliseconds(50)));
+  }
+  return decode(got.front());
+}
+}  // namespace
+
+bool MirrorSender::connect_and_handshake() {
+  auto fail = [&](const std::string& why) {
+    std::lock_guard lock(mu_);
+    if (counters_.last_error != why)
+      options_.logger.warn("mirror to node %u: %s", options_.partner_node_id, why.c_str());
+    counters_.last_error = why;
+    return false;
+  };
+  auto conn = Connection::connect(options_.fabric, options_.partner_host, options_.partner_port,
+                                  options_.connect_timeout);
+  if (!conn) return fail(conn.status().message());
+  std::shared_ptr<Connection> c = std::move(*conn);
+  auto first = next_message(*c, milliseconds(2000));
+  if (!first) return fail("handshake: " + first.status().message());
+  if (const auto* r = std::get_if<Refuse>(&*first))
+    return fail(std::string("partner refused: ") + refuse_reason_name(r->reason) + ": " + r->text);
+  const auto* hello = std::get_if<Hello>(&*first);
+  if (!hello) return fail("handshake: the partner did not start with HELLO");
+  if (hello->mr_bytes != log_.store().size())
+    return fail("partner mirror holds " + std::to_string(hello->mr_bytes) + " bytes, this ring " +
+                std::to_string(log_.store().size()));
+  const nvcache::RingHeader header = log_.header();
+  const nvcache::TrimPoint filled = log_.filled_point();
+  Auth auth;
+  auth.node_id = options_.node_id;
+  auth.epoch = options_.epoch;
+  auth.ring_id = header.ring_id;
+  auth.ring_bytes = log_.store().size();
+  auth.session = header.session;
+  auth.trim_session = header.trim_session;
+  auth.trim_lsn = header.trim_lsn;
+  auth.trim_pos = header.trim_pos;
+  auth.nonce = random_nonce();
+  auth.mac = hmac(options_.key, auth_mac_input(*hello, auth));
+  if (Status s = c->send_message(encode(auth)); !s.is_ok()) return fail(s.message());
+  auto reply = next_message(*c, milliseconds(2000));
+  if (!reply) return fail("handshake: " + reply.status().message());
+  if (const auto* r = std::get_if<Refuse>(&*reply))
+    return fail(std::string("partner refused: ") + refuse_reason_name(r->reason) + ": " + r->text);
+  const auto* accept = std::get_if<Accept>(&*reply);
+  if (!accept) return fail("handshake: expected ACCEPT");
+  if (!hmac_verify(options_.key, accept_mac_input(auth, hello->node_id), accept->mac))
+    return fail("handshake: the partner does not prove the shared key");
+  auto bounce = c->register_region(bounce_.data(), bounce_.size(), false, std::random_device{}());
+  if (!bounce) return fail(bounce.status().message());
+
+  // What the mirror lacks: from where it says it holds this ring and session, else from the
+  // trim point (a new session of ours may have rewritten what came after its position).
+  const bool same = hello->ring_id == header.ring_id && hello->session == header.session &&
+                    hello->have_pos >= header.trim_pos && hello->have_pos <= filled.pos;
+  const uint64_t from = same ? hello->have_pos : header.trim_pos;
+  std::lock_guard lock(mu_);
+  if (stop_) {
+    c->unregister(*bounce);
+    return false;
+  }
+  conn_ = c;
+  remote_ = Region{nullptr, nullptr, hello->mr_key, hello->mr_base};
+  bounce_region_ = *bounce;
+  filled_ = std::max(filled_, filled, [](auto& a, auto& b) { return a.lsn < b.lsn; });
+  ship_pos_ = conn_acked_pos_ = from;
+  resync_target_ = filled_.pos;
+  last_heard_ = last_sent_ = Clock::now();
+  ++counters_.connects;
+  counters_.last_error.clear();
+  set_state_locked(MirrorState::kResyncing,
+                   "connected over " + c->provider() + "; " + std::to_string(resync_target_ - from) +
+                       " bytes to resync from position " + std::to_string(from));
+  if (from >= resync_target_) {
+    set_state_locked(MirrorState::kMirroring, "nothing to resync");
+    if (degraded_) {
+      degraded_ = false;
+      options_.logger.info("writes are mirrored again (no longer degraded)");
+    }
+  }
+  ship_locked();
+  return true;
+}
+
+void MirrorSender::run() {
+  for (;;) {
+    std::shared_ptr<Connection> c;
+    bool awaiting_ack = false;
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) return;
+      c = conn_;
+      awaiting_ack = ship_pos_ > conn_acked_pos_;
+    }
+    if (!c) {
+      if (!connect_and_handshake()) {
+        std::unique_lock lock(mu_);
+        wake_cv_.wait_for(lock, options_.reconnect_interval, [&] { return stop_; });
+      }
+      continue;
+    }
+    std::vector<std::vector<std::byte>> got;
+    // While an ACK is due, poll busily for a moment: a writer is waiting for it.
+    Status polled = c->poll(&got, milliseconds(20),
+                            awaiting_ack ? options_.ack_spin : std::chrono::microseconds(0));
+    for (const auto& g : got) handle(g);
+    std::lock_guard lock(mu_);
+    if (conn_ != c) continue;  // dropped while handling
+    if (!polled.is_ok()) {
+      drop_locked(polled.message());
+      continue;
+    }
+    const auto now = Clock::now();
+    if (now - last_heard_ > options_.peer_silence_limit) {
+      drop_locked("partner silent for " +
+                  std::to_string(duration_cast<milliseconds>(now - last_heard_).count()) + " ms");
+      continue;
+    }
+    if (trim_dirty_) {
+      trim_dirty_ = false;
+      send_locked(Trim{trim_header_.trim_lsn, trim_header_.trim_pos, trim_header_.trim_session});
+    }
+    if (conn_ && now - last_sent_ >= options_.heartbeat_interval)
+      send_locked(Heartbeat{seq_, static_cast<uint64_t>(duration_cast<std::chrono::microseconds>(
+                                                              now.time_since_epoch()).count())});
+    ship_locked();
+  }
+}
+
+MirrorStats MirrorSender::stats() const {
+  std::lock_guard lock(mu_);
+  MirrorStats s = counters_;
+  s.state = state_;
+  s.degraded = degraded_;
+  s.filled_pos = filled_.pos;
+  s.mirrored_pos = mirrored_pos_;
+  s.lag_bytes = filled_.pos > mirrored_pos_ ? filled_.pos - mirrored_pos_ : 0;
+  s.lag_lsns = filled_.lsn - 1 > acked_lsn_ ? filled_.lsn - 1 - acked_lsn_ : 0;
+  s.resync_bytes_left = state_ == MirrorState::kResyncing && resync_target_ > conn_acked_pos_
+                            ? resync_target_ - conn_acked_pos_ : 0;
+  if (last_heard_ != Clock::time_point{})
+    s.ms_since_heard = duration_cast<milliseconds>(Clock::now() - last_heard_).count();
+  return s;
+}
+
+}  // namespace hafs::interconnect

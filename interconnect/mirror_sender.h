@@ -1,0 +1,138 @@
+// MirrorSender: the primary side of mirroring, nvcache's Replicator.
+//
+// It keeps one connection to the partner's MirrorReceiver and ships the NV log's bytes into the
+// partner's mirror region: one-sided writes at the same ring offsets, each followed by a COMMIT
+// of that byte range; the partner persists the range and ACKs the position. A write is
+// acknowledged to the client once the local log and the partner both hold it (I1), or once the
+// degrade policy has decided to go on without the partner (degraded: status says so).
+//
+// Connection states (one transition function, a log line per transition):
+//   kDisconnected  no connection; the progress thread retries every reconnect_interval
+//   kConnecting    connected, handshake (HELLO / AUTH / ACCEPT) running
+//   kResyncing     handshake done; shipping what the mirror lacks, from its reported position
+//                  when it holds this ring and session, else from the trim point
+//   kMirroring     the mirror has everything that was filled when the resync started
+// The window (bytes shipped and not yet acknowledged) is bounded by window_bytes; it is also the
+// size of the registered bounce buffer the bytes are shipped from.
+//
+// Threading: filled() and wait_mirrored() run on appender threads; one progress thread connects,
+// polls the completion queue, handles ACKs, heartbeats and trims. mu_ guards all state.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/fault.h"
+#include "base/logger.h"
+#include "interconnect/auth.h"
+#include "interconnect/fabric.h"
+#include "nvcache/log_writer.h"
+#include "nvcache/replicator.h"
+
+namespace hafs::interconnect {
+
+struct MirrorSenderOptions {
+  Logger logger;
+  FabricConfig fabric;
+  std::string partner_host = "127.0.0.1";
+  std::string partner_port;
+  uint32_t node_id = 0;
+  uint32_t partner_node_id = 0;
+  Key key{};
+  uint64_t epoch = 1;
+  size_t window_bytes = 16u << 20;        // shipped and not yet acknowledged, at most
+  size_t max_chunk_bytes = 1u << 20;      // one RMA write + COMMIT carries at most this
+  std::chrono::milliseconds connect_timeout{1000};
+  std::chrono::milliseconds reconnect_interval{100};
+  std::chrono::milliseconds heartbeat_interval{100};
+  std::chrono::milliseconds peer_silence_limit{1000};  // no message for this long: drop
+  std::chrono::milliseconds mirror_wait{3000};  // a write waits this long before the policy is asked
+  std::chrono::microseconds ack_spin{200};      // busy-poll this long while an ACK is due
+  FaultRegistry* faults = nullptr;
+};
+
+enum class MirrorState { kDisconnected, kConnecting, kResyncing, kMirroring };
+const char* mirror_state_name(MirrorState s);
+
+struct MirrorStats {
+  MirrorState state = MirrorState::kDisconnected;
+  bool degraded = false;          // writes are acknowledged without the partner
+  uint64_t filled_pos = 0;        // local ring: every byte before it is filled
+  uint64_t mirrored_pos = 0;      // the partner holds every byte before it
+  uint64_t lag_bytes = 0;         // filled_pos - mirrored_pos
+  uint64_t lag_lsns = 0;          // filled LSN - acknowledged LSN (as far as ACKs told it)
+  uint64_t resync_bytes_left = 0;
+  int64_t last_ack_latency_us = -1;
+  int64_t ms_since_heard = -1;
+  uint64_t connects = 0;
+  uint64_t bytes_shipped = 0;
+  std::string last_error;
+};
+
+class MirrorSender : public nvcache::Replicator {
+ public:
+  // The single hook that decides whether writes stop waiting for an unreachable partner: called
+  // with how long the oldest waiter has waited; true = go degraded (acknowledge from the local log
+  // alone until the mirror has caught up again). The default says true after mirror_wait.
+  using DegradePolicy = std::function<bool(std::chrono::milliseconds waited)>;
+
+  MirrorSender(nvcache::Log& log, MirrorSenderOptions options);
+  ~MirrorSender() override;
+  void start();
+  void stop();
+  void set_degrade_policy(DegradePolicy policy);
+
+  // nvcache::Replicator
+  void filled(nvcache::TrimPoint filled) override;
+  Status wait_mirrored(uint64_t end_pos) override;
+  void trimmed(const nvcache::RingHeader& header) override;
+
+  MirrorStats stats() const;
+
+ private:
+  void run();
+  bool connect_and_handshake();               // progress thread; takes mu_ itself
+  void ship_locked();                         // requires mu_
+  void drop_locked(const std::string& why);   // requires mu_
+  void set_state_locked(MirrorState s, const std::string& why);  // requires mu_
+  void send_locked(const Message& m);         // requires mu_
+  void handle(const std::vector<std::byte>& bytes);
+
+  nvcache::Log& log_;
+  const MirrorSenderOptions options_;
+  const uint64_t data_bytes_;
+  std::thread thread_;
+
+  mutable std::mutex mu_;
+  std::condition_variable mirrored_cv_;  // mirrored_pos_ advanced, or degraded, or stopping
+  std::condition_variable wake_cv_;      // the progress thread: stop
+  bool stop_ = false;
+  DegradePolicy policy_;
+  MirrorState state_ = MirrorState::kDisconnected;
+  std::shared_ptr<Connection> conn_;
+  Region remote_;
+  Region bounce_region_;
+  std::vector<std::byte> bounce_;
+  uint32_t seq_ = 0;
+  nvcache::TrimPoint filled_;      // newest filled point seen
+  uint64_t ship_pos_ = 0;          // next byte to ship on this connection
+  uint64_t conn_acked_pos_ = 0;    // acknowledged on this connection
+  uint64_t mirrored_pos_ = 0;      // the partner holds every byte before it (never decreases)
+  uint64_t acked_lsn_ = 0;
+  uint64_t resync_target_ = 0;     // kResyncing ends when the partner holds this position
+  bool degraded_ = false;
+  bool trim_dirty_ = false;
+  nvcache::RingHeader trim_header_;
+  std::chrono::steady_clock::time_point last_heard_{}, last_sent_{};
+  std::vector<std::pair<uint64_t, std::chrono::steady_clock::time_point>> commit_times_;
+  MirrorStats counters_;
+};
+
+}  // namespace hafs::interconnect
