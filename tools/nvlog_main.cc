@@ -10,6 +10,9 @@
 //       test can land a fault in the middle of a run instead of on its first record
 //   hafs-nvlog scan --store PATH [--mode ...] [--records]
 //       prints the header, every record (--records), and why the scan ended
+//   hafs-nvlog replay --store PATH --volume NAME:ID:DIR...
+//       applies every valid record of the given volumes to their directories on the storage
+//       medium (newest wins, synced): what a takeover does with the partner's mirror
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
@@ -21,6 +24,7 @@
 
 #include "base/crc32c.h"
 #include "base/fault.h"
+#include "fs/volume.h"
 #include "nvcache/nvcache.h"
 
 using namespace hafs;
@@ -55,6 +59,10 @@ int main(int argc, char** argv) {
   auto* fmt = app.add_subcommand("format", "write an empty ring over a new or existing file");
   auto* app_append = app.add_subcommand("append", "append records, print each acknowledged LSN");
   auto* scan = app.add_subcommand("scan", "validate a ring and report what recovery would find");
+  auto* replay = app.add_subcommand("replay", "apply a ring's records of some volumes to the medium");
+  std::vector<std::string> volume_specs;
+  replay->add_option("--store", path, "ring file (an NV log or a mirror of one)")->required();
+  replay->add_option("--volume", volume_specs, "NAME:ID:DIR of a volume whose records to apply")->required();
   for (auto* sub : {fmt, app_append, scan}) {
     sub->add_option("--store", path, "ring file")->required();
     sub->add_option("--mode", mode_text, "store mode: pmem (mapped, default) or file (fdatasync)")
@@ -87,6 +95,38 @@ int main(int argc, char** argv) {
 
   auto store = open_store(mode, path, 0);
   if (!store) return fail(store.status());
+
+  if (*replay) {
+    std::vector<std::unique_ptr<fs::Volume>> vols;
+    for (const auto& spec : volume_specs) {
+      const auto a = spec.find(':'), b = spec.find(':', a + 1);
+      if (a == std::string::npos || b == std::string::npos)
+        return fail(Status::error(Code::kInvalidArgument, "--volume wants NAME:ID:DIR, got '" + spec + "'"));
+      uint32_t id = 0;
+      try {
+        id = static_cast<uint32_t>(std::stoul(spec.substr(a + 1, b - a - 1)));
+      } catch (const std::exception&) {
+        return fail(Status::error(Code::kInvalidArgument, "bad volume id in '" + spec + "'"));
+      }
+      auto v = fs::Volume::open(spec.substr(0, a), id, spec.substr(b + 1), fs::WriteMode::kStaged);
+      if (!v) return fail(v.status());
+      vols.push_back(std::move(*v));
+    }
+    auto find = [&](uint32_t id) -> fs::Volume* {
+      for (auto& v : vols)
+        if (v->id() == id) return v.get();
+      return nullptr;
+    };
+    fs::VolumeTarget target(find, Logger("replay", LogLevel::kInfo));
+    auto rep = replay_ring(**store, target, [&](uint32_t id) { return find(id) != nullptr; }, nullptr,
+                           Logger("replay", LogLevel::kInfo));
+    if (!rep) return fail(rep.status());
+    std::printf("replayed %" PRIu64 " extents (%" PRIu64 " bytes) of %" PRIu64
+                " valid records onto the medium; scan: %s\n",
+                rep->records_applied, rep->bytes_applied, rep->ring.records,
+                rep->ring.end_message.c_str());
+    return 0;
+  }
 
   if (*scan) {
     std::string header_report;
