@@ -52,7 +52,8 @@ struct Filesystem::DirHandle {
 };
 
 void Filesystem::init(fuse_conn_info* conn) {
-  // NFS re-export: handles must resolve from the inode number alone (see docs/nfs.md).
+  // NFS re-export: handles must resolve from the inode number alone (docs/design.md, "Inode
+  // numbers and NFS handles").
   if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
   // The kernel's writeback cache would own size and mtime: wrong for a clustered filesystem.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;

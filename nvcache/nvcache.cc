@@ -100,6 +100,14 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
     return Status::error(Code::kInvalidArgument, "object key longer than 128 bytes");
   uint64_t last_lsn = 0, last_end_pos = 0;
   size_t done = 0;
+  // Pins taken below, released when this write is durable everywhere it must be (see below).
+  std::vector<std::pair<uint64_t, uint64_t>> pins;
+  auto release_pins = [&] {
+    if (pins.empty()) return;
+    std::unique_lock lock(index_mu_);
+    for (const auto& p : pins) trim_pins_.erase(trim_pins_.find(p));
+    pins.clear();
+  };
   do {
     const size_t len = std::min<size_t>(data.size() - done, options_.max_record_payload);
     {  // Index bound: wait (backpressure) while the index is full.
@@ -119,24 +127,25 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
     if (!r) return r.status();
     HAFS_RETURN_IF_ERROR(log_->fill(*r, spec));
     HAFS_RETURN_IF_ERROR(log_->persist(*r));
-    // The insert may supersede older, acknowledged extents while this record is not complete
-    // yet (an earlier reservation is still filling). Until it is, a crash would lose it, so the
-    // ring must keep what it superseded: pin the oldest staged record against trims.
-    std::optional<std::pair<uint64_t, uint64_t>> pin;
+    // The insert may supersede older, acknowledged extents while this record is not durable
+    // yet: not complete locally (an earlier reservation is still filling) or not yet in the
+    // partner's mirror. Until it is, a crash (of this node, or of this node before the mirror
+    // has it) would lose it, so neither ring may drop what it superseded: pin the oldest staged
+    // record against trims (the mirror's trim follows ours) until the write is acknowledged.
     {
       std::unique_lock lock(index_mu_);
-      pin = index_.oldest();
-      if (pin) trim_pins_.insert(*pin);
+      if (auto pin = index_.oldest()) {
+        trim_pins_.insert(*pin);
+        pins.push_back(*pin);
+      }
       index_.insert(object, StagedExtent{offset + done, len, r->lsn, epoch,
                                          r->pos + payload_offset(static_cast<uint16_t>(spec.key.size())),
                                          r->pos});
     }
-    Status completed = log_->complete(*r);
-    if (pin) {
-      std::unique_lock lock(index_mu_);
-      trim_pins_.erase(trim_pins_.find(*pin));
+    if (Status completed = log_->complete(*r); !completed.is_ok()) {
+      release_pins();
+      return completed;
     }
-    HAFS_RETURN_IF_ERROR(completed);
     last_lsn = r->lsn;
     last_end_pos = r->end_pos();
     done += len;
@@ -144,8 +153,11 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
     bytes_appended_.fetch_add(len, std::memory_order_relaxed);
   } while (done < data.size());
   if (under_pressure()) wake_destager();
+  Status mirrored;
   if (Replicator* rep = replicator_.load(std::memory_order_acquire))
-    HAFS_RETURN_IF_ERROR(rep->wait_mirrored(last_end_pos));  // acks are cumulative
+    mirrored = rep->wait_mirrored(last_end_pos);  // acks are cumulative
+  release_pins();
+  HAFS_RETURN_IF_ERROR(mirrored);
   return last_lsn;
 }
 

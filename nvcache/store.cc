@@ -22,7 +22,8 @@ Status check_range(uint64_t off, uint64_t len, uint64_t size) {
 
 // Opens or creates the backing file; returns the fd and its size.
 Result<std::pair<int, uint64_t>> open_backing_file(const std::string& path, uint64_t size_bytes) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  // Without a size there is nothing to create: a missing file is an error, not a new empty one.
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (size_bytes ? O_CREAT : 0), 0600);
   if (fd < 0) return Status::from_errno(errno, "cannot open store file " + path);
   struct stat st {};
   if (::fstat(fd, &st) != 0) {

@@ -9,7 +9,7 @@
 //       checks that every acknowledged block is present: magic, CRC, file and block number
 //       match, and a sequence number at least the acknowledged one (a later write may have
 //       landed). Prints a summary; exit 0 when everything checks, 1 otherwise.
-#include <CLI/CLI.hpp>
+#include "tools/cli.h"
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
   auto* v = app.add_subcommand("verify", "check every acknowledged block");
   v->add_option("--dir", dir, "directory (the mount, or the volume on the medium)")->required()->check(CLI::ExistingDirectory);
   v->add_option("--acks", acks, "the output of write")->required();
-  CLI11_PARSE(app, argc, argv);
+  HAFS_CLI_PARSE(app, argc, argv);
   if (*w) return do_write(dir, files, blocks, seconds, seed);
   return do_verify(dir, acks);
 }

@@ -170,6 +170,7 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
           if (!v) return v.status();
           c.nvlog_path = *v;
         } else if (sub == "nvlog.size") {
+          if (n2.is_integer() && *n2.value<int64_t>() < 0) return bad(sub, "a size cannot be negative");
           Result<uint64_t> v = n2.is_integer() ? Result<uint64_t>(static_cast<uint64_t>(*n2.value<int64_t>()))
                                                : n2.is_string() ? parse_size(*n2.value<std::string>())
                                                                 : Result<uint64_t>(bad(sub, "expected a size"));
@@ -267,8 +268,9 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
   if (c.node_id == 0) return bad("node_id", "missing (1..2^30)");
   if (c.mount.empty() || c.mount[0] != '/') return bad("mount", "missing or not an absolute path");
   if (c.nvlog_path.empty()) return bad("nvlog.path", "missing");
-  if (c.nvlog_size % 4096 != 0 || c.nvlog_size < (72u << 10))
-    return bad("nvlog.size", std::to_string(c.nvlog_size) + " bytes is not a multiple of 4096 of at least 72KiB");
+  if (c.nvlog_size % 4096 != 0 || c.nvlog_size < (72u << 10) || c.nvlog_size > (1ull << 40))
+    return bad("nvlog.size", std::to_string(c.nvlog_size) +
+                                 " bytes is not a multiple of 4096 between 72KiB and 1TiB");
   if (c.volumes.empty()) return bad("volume", "no volume configured");
   if (c.mirrored()) {
     const auto& ic = c.interconnect;

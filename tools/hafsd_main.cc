@@ -3,7 +3,7 @@
 // until SIGTERM/SIGINT, then unmounts and destages everything before it exits.
 //
 // Start-up order matters: nothing is served before every recovered record is on the medium.
-#include <CLI/CLI.hpp>
+#include "tools/cli.h"
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -23,7 +23,9 @@
 #include "interconnect/mirror_receiver.h"
 #include "interconnect/mirror_sender.h"
 #include "nvcache/nvcache.h"
+#include "tools/control_server.h"
 #include "tools/hafsd_config.h"
+#include "tools/hafsd_control.h"
 
 using namespace hafs;
 
@@ -97,7 +99,7 @@ int main(int argc, char** argv) {
   app.add_option("--fault-seed", fault_seed, "seed of fault probabilities");
   app.add_flag("--format-nvlog", format_nvlog,
                "format the NV log even if it exists (DISCARDS its records)");
-  CLI11_PARSE(app, argc, argv);
+  HAFS_CLI_PARSE(app, argc, argv);
 
   std::vector<std::string> overrides;
   auto add = [&](const char* key, const std::string& v) {
@@ -254,6 +256,24 @@ int main(int argc, char** argv) {
   fs::Filesystem filesystem(cache->get(), fs_opts);
   for (auto& v : vols) filesystem.add_volume(v.get());
 
+  // The control socket (hafsctl) comes up before the mount, so that a start-up that hangs in the
+  // mount can still be looked at.
+  const std::string socket_path = cfg.control_socket.empty()
+                                      ? "/run/hafs/hafsd-" + std::to_string(cfg.node_id) + ".sock"
+                                      : cfg.control_socket;
+  tools::NodeView view;
+  view.config = &cfg;
+  view.started = std::chrono::steady_clock::now();
+  view.faults = &fault_registry;
+  view.cache = cache->get();
+  for (auto& v : vols) view.volumes.push_back(v.get());
+  view.sender = sender.get();
+  view.receiver = receiver.get();
+  auto control = tools::ControlServer::start(
+      socket_path, [&view](const nlohmann::json& r) { return tools::handle_control(view, r); },
+      log.child("control"));
+  if (!control) return fail(ready, log, control.status());
+
   fs::FuseServerOptions fuse_opts;
   fuse_opts.max_threads = cfg.fuse_threads;
   auto server = fs::FuseServer::mount(filesystem, cfg.mount, fuse_opts);
@@ -281,6 +301,7 @@ int main(int argc, char** argv) {
     stopping = true;
     server->reset();  // unmounted
   }
+  control->reset();
   log.info("unmounted; destaging everything");
   Status flushed = (*cache)->flush_all();  // also trims the partner's mirror
   (*cache)->set_replicator(nullptr);

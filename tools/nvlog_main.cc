@@ -13,7 +13,7 @@
 //   hafs-nvlog replay --store PATH --volume NAME:ID:DIR...
 //       applies every valid record of the given volumes to their directories on the storage
 //       medium (newest wins, synced): what a takeover does with the partner's mirror
-#include <CLI/CLI.hpp>
+#include "tools/cli.h"
 #include <unistd.h>
 
 #include <cinttypes>
@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
   app_append->add_option("--fault-after", fault_after,
                          "arm the --fault sites only after this many acknowledged writes");
   scan->add_flag("--records", records, "print every record");
-  CLI11_PARSE(app, argc, argv);
+  HAFS_CLI_PARSE(app, argc, argv);
 
   StoreMode mode;
   parse_store_mode(mode_text, &mode);

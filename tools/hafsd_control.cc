@@ -1,0 +1,146 @@
+#include "tools/hafsd_control.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace hafs::tools {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string fault_action_text(const FaultSpec& s) {
+  switch (s.action) {
+    case FaultAction::kCrash: return "crash";
+    case FaultAction::kDelay: return "delay:" + std::to_string(s.delay_ms);
+    case FaultAction::kFail: return "fail:" + std::to_string(s.errno_value);
+  }
+  return "?";
+}
+
+std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+json faults_json(const FaultRegistry& faults) {
+  json out = json::array();
+  for (const auto& f : faults.armed())
+    out.push_back({{"site", fault_site_name(f.site)}, {"action", fault_action_text(f.spec)},
+                   {"once", f.spec.once}, {"probability", f.spec.probability}, {"fired", f.fired}});
+  return out;
+}
+
+}  // namespace
+
+json node_status(const NodeView& n) {
+  const HafsdConfig& c = *n.config;
+  const auto up = std::chrono::steady_clock::now() - n.started;
+  json s;
+  s["node"] = {{"id", c.node_id}, {"pid", ::getpid()}, {"mount", c.mount},
+               {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(up).count()},
+               {"state", n.sender && n.sender->stats().degraded ? "degraded" : "normal"}};
+  const nvcache::NvCacheStats st = n.cache->stats();
+  s["nvlog"] = {{"path", c.nvlog_path},
+                {"mode", nvcache::store_mode_name(c.nvlog_mode)},
+                {"data_bytes", st.data_bytes},
+                {"used_bytes", st.used_bytes},
+                {"fill_pct", st.data_bytes ? 100.0 * double(st.used_bytes) / double(st.data_bytes) : 0.0},
+                {"staged_bytes", st.staged_bytes},
+                {"extents", st.extents},
+                {"objects", st.objects},
+                {"complete_lsn", st.complete_lsn},
+                {"trim_lsn", st.trim_lsn},
+                {"records_appended", st.records_appended},
+                {"bytes_appended", st.bytes_appended},
+                {"space_waits", st.space_waits},
+                {"destage", {{"passes", st.destage_passes},
+                             {"bytes", st.destaged_bytes},
+                             {"errors", st.destage_errors},
+                             {"last_error", st.last_destage_error}}}};
+  json vols = json::array();
+  for (const fs::Volume* v : n.volumes)
+    vols.push_back({{"name", v->name()}, {"id", v->id()}, {"path", v->path()},
+                    {"mode", fs::write_mode_name(v->mode())}, {"owner", c.node_id},
+                    {"epoch", v->epoch()},
+                    {"state", n.sender && n.sender->stats().degraded ? "degraded" : "normal"}});
+  s["volumes"] = vols;
+  if (n.sender) {
+    const auto m = n.sender->stats();
+    s["mirror"] = {{"partner", c.interconnect.partner_node_id},
+                   {"state", interconnect::mirror_state_name(m.state)},
+                   {"degraded", m.degraded},
+                   {"filled_pos", m.filled_pos},
+                   {"mirrored_pos", m.mirrored_pos},
+                   {"lag_bytes", m.lag_bytes},
+                   {"lag_lsns", m.lag_lsns},
+                   {"resync_bytes_left", m.resync_bytes_left},
+                   {"last_ack_latency_us", m.last_ack_latency_us},
+                   {"ms_since_heard", m.ms_since_heard},
+                   {"connects", m.connects},
+                   {"bytes_shipped", m.bytes_shipped},
+                   {"last_error", m.last_error}};
+  } else {
+    s["mirror"] = nullptr;
+  }
+  if (n.receiver) {
+    const auto r = n.receiver->stats();
+    s["mirror_in"] = {{"connected", r.connected}, {"ring_id", hex64(r.ring_id)},
+                      {"session", r.session}, {"acked_pos", r.acked_pos},
+                      {"trim_lsn", r.trim_lsn}, {"commits", r.commits},
+                      {"bytes_committed", r.bytes_committed}, {"refused", r.refused},
+                      {"last_refusal", r.last_refusal}, {"partner_epoch", r.partner_epoch},
+                      {"ms_since_heard", r.ms_since_heard}};
+  } else {
+    s["mirror_in"] = nullptr;
+  }
+  s["faults"] = faults_json(*n.faults);
+  return s;
+}
+
+Result<json> handle_control(const NodeView& n, const json& request) {
+  const std::string op = request.value("op", "");
+  if (op == "status") return node_status(n);
+  if (op == "flush") {
+    const std::string volume = request.value("volume", "");
+    if (!volume.empty()) {
+      bool known = false;
+      for (const fs::Volume* v : n.volumes) known |= v->name() == volume;
+      if (!known) return Status::error(Code::kNotFound, "no volume '" + volume + "' on this node");
+    }
+    // Destaging is per ring, not per volume: flushing one volume flushes everything complete.
+    HAFS_RETURN_IF_ERROR(n.cache->flush_all());
+    const auto st = n.cache->stats();
+    return json{{"staged_bytes", st.staged_bytes}, {"trim_lsn", st.trim_lsn}};
+  }
+  if (op == "fault.list") {
+    json sites = json::array();
+    for (const auto& info : kFaultSites) sites.push_back({{"site", info.name}, {"what", info.what}});
+    return json{{"sites", sites}, {"armed", faults_json(*n.faults)}};
+  }
+  if (op == "fault.arm") {
+    std::string spec = request.value("site", "") + "=" + request.value("action", "");
+    if (request.value("always", false)) spec += ",always";
+    if (request.contains("probability")) spec += ",p=" + request["probability"].dump();
+    auto arm = parse_fault_arm(spec);
+    if (!arm) return arm.status();
+    n.faults->arm(arm->site, arm->spec);
+    return json{{"armed", spec}};
+  }
+  if (op == "fault.clear") {
+    const std::string site = request.value("site", "");
+    if (site.empty() || site == "all") {
+      n.faults->clear_all();
+      return json{{"cleared", "all"}};
+    }
+    auto s = fault_site_by_name(site);
+    if (!s) return Status::error(Code::kNotFound, "unknown fault site '" + site + "'");
+    n.faults->clear(*s);
+    return json{{"cleared", site}};
+  }
+  return Status::error(Code::kInvalidArgument, "unknown operation '" + op + "'");
+}
+
+}  // namespace hafs::tools
