@@ -151,6 +151,11 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::umask(0);  // the kernel has applied the caller's umask to every mode it sends
 
+  // A mount point in use is refused before anything (NV log, control socket) is touched.
+  if (fs::is_mount_point(cfg.mount))
+    return fail(ready, log, Status::error(Code::kInvalidArgument,
+                                          "mount point " + cfg.mount + " is busy (something is mounted there)"));
+
   // Volumes.
   std::vector<std::unique_ptr<fs::Volume>> vols;
   for (const auto& v : cfg.volumes) {

@@ -2,6 +2,9 @@
 // the power-loss wrapper the power-loss test builds on.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include <atomic>
 #include <cstdio>
 #include <random>
@@ -127,11 +130,18 @@ TEST(StoreTest, OpenStoreOnUnusablePathGivesClearError) {
     ASSERT_FALSE(b.is_ok());
     EXPECT_NE(b.status().to_string().find(dir.path()), std::string::npos)
         << b.status().to_string();
-    // A new file needs a size.
-    auto c = open_store(mode, dir.file(std::string("empty-") + store_mode_name(mode)), 0);
+    // Without a size a missing file is an error, and none is created.
+    const std::string absent = dir.file(std::string("absent-") + store_mode_name(mode));
+    auto c = open_store(mode, absent, 0);
     ASSERT_FALSE(c.is_ok());
-    EXPECT_NE(c.status().to_string().find("no size"), std::string::npos)
-        << c.status().to_string();
+    EXPECT_NE(c.status().to_string().find(absent), std::string::npos) << c.status().to_string();
+    EXPECT_FALSE(std::filesystem::exists(absent));
+    // An existing empty file still needs a size.
+    { std::ofstream touch(dir.file(std::string("empty-") + store_mode_name(mode))); }
+    auto d = open_store(mode, dir.file(std::string("empty-") + store_mode_name(mode)), 0);
+    ASSERT_FALSE(d.is_ok());
+    EXPECT_NE(d.status().to_string().find("no size"), std::string::npos)
+        << d.status().to_string();
   }
 }
 

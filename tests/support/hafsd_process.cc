@@ -102,7 +102,9 @@ HafsdProcess::~HafsdProcess() {
 std::vector<std::string> HafsdProcess::args() const {
   std::vector<std::string> a = {HAFSD_BIN, "--node-id", std::to_string(spec_.node_id), "--mount",
                                 mount_, "--nvlog", nvlog_, "--nvlog-size", spec_.nvlog_size,
-                                "--nvlog-mode", spec_.nvlog_mode, "--log-level", "info"};
+                                "--nvlog-mode", spec_.nvlog_mode, "--log-level", "info",
+                                // a private control socket: tests run side by side
+                                "--set", "control_socket=\"" + control_socket() + "\""};
   uint32_t id = 1;
   for (const auto& [name, mode] : spec_.volumes)
     a.insert(a.end(), {"--volume", name + ":" + std::to_string(id++) + ":" + volume_dir(name) + ":" + mode});

@@ -50,6 +50,7 @@ class HafsdProcess {
   std::string volume_dir(const std::string& name) const { return dir_ + "/media/" + name; }
   std::string path(const std::string& rel) const { return mount_ + "/" + rel; }
   const std::string& nvlog() const { return nvlog_; }
+  std::string control_socket() const { return dir_ + "/control.sock"; }
   std::string log() const;  // everything the daemon wrote to stderr so far
   std::vector<std::string> args() const;  // the command line start() uses
   // Replaces HafsdSpec::extra_args for the next start() (e.g. restart without a fault armed).
