@@ -16,7 +16,8 @@ constexpr size_t kMaxRequestBytes = 64 * 1024;
 constexpr int kRequestTimeoutMs = 5000;
 
 void write_line(int fd, const nlohmann::json& j) {
-  const std::string line = j.dump() + "\n";
+  // Invalid UTF-8 (e.g. in an error text) is replaced, not thrown on in the serving thread.
+  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   size_t done = 0;
   while (done < line.size()) {
     ssize_t n = ::send(fd, line.data() + done, line.size() - done, MSG_NOSIGNAL);
@@ -33,9 +34,17 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& p
   if (path.size() >= sizeof addr.sun_path)
     return Status::error(Code::kInvalidArgument, "control socket path too long: " + path);
   std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  {
+    // hafsd runs with umask 0: a directory made here must not be writable by others, who could
+    // otherwise replace the socket with their own.
+    const mode_t old = ::umask(0022);
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    ::umask(old);
+  }
   // A socket file left by a dead hafsd is replaced; a live one answers and is refused.
-  if (std::filesystem::exists(path, ec)) {
+  if (struct stat st {}; ::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))  // never remove a file that is not a socket
+      return Status::error(Code::kInvalidArgument, "control socket " + path + " exists and is not a socket");
     int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
@@ -95,15 +104,21 @@ void ControlServer::serve(int client) {
       if (request.is_discarded() || !request.is_object()) {
         response["ok"] = false;
         response["error"] = "malformed request: not a JSON object";
-      } else if (request.value("version", 0) != kControlVersion) {
+      } else if (request.value("version", nlohmann::json(0)) != kControlVersion) {
+        // (compared as JSON: a "version" of another type is refused, not thrown on)
         response["ok"] = false;
         response["error"] = "unsupported control protocol version " + request.value("version", nlohmann::json(0)).dump() +
                             " (this hafsd speaks " + std::to_string(kControlVersion) + ")";
       } else {
-        auto r = handler_(request);
-        response["ok"] = r.is_ok();
-        if (r.is_ok()) response["result"] = std::move(*r);
-        else response["error"] = r.status().message();
+        try {
+          auto r = handler_(request);
+          response["ok"] = r.is_ok();
+          if (r.is_ok()) response["result"] = std::move(*r);
+          else response["error"] = r.status().message();
+        } catch (const nlohmann::json::exception& e) {  // a field of the wrong type, e.g. "op": 5
+          response["ok"] = false;
+          response["error"] = std::string("malformed request: ") + e.what();
+        }
       }
       write_line(client, response);
     }

@@ -35,22 +35,29 @@ std::variant<json, Failure> call(const std::string& path, double timeout_s, json
   request["version"] = 1;
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) return Failure{2, "socket path too long: " + path};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // connect() waits while the listen queue is full (hafsd stopped or stuck): bound it, and the
+  // send, by the timeout too.
+  timeval tv{static_cast<time_t>(timeout_s), static_cast<suseconds_t>((timeout_s - static_cast<time_t>(timeout_s)) * 1e6)};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     const int err = errno;
     ::close(fd);
     return Failure{kExitUnreachable, "cannot reach hafsd at " + path + ": " + std::strerror(err) +
-                                         (err == ENOENT ? " (is hafsd running? --socket or --node)" : "")};
+                                         (err == ENOENT ? " (is hafsd running? --socket or --node)"
+                                          : err == EAGAIN ? " (no room in its listen queue: hafsd stopped or stuck?)"
+                                                          : "")};
   }
   const std::string line = request.dump() + "\n";
   if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    const int err = errno;
     ::close(fd);
-    return Failure{kExitUnreachable, "cannot send to " + path + ": " + std::strerror(errno)};
+    return Failure{kExitUnreachable, "cannot send to " + path + ": " + std::strerror(err)};
   }
   std::string buf;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   while (buf.find('\n') == std::string::npos) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
     pollfd p{fd, POLLIN, 0};
@@ -73,7 +80,8 @@ std::variant<json, Failure> call(const std::string& path, double timeout_s, json
     return Failure{kExitUnreachable, path + " did not answer like hafsd (malformed response)"};
   if (!response["ok"].get<bool>())
     return Failure{kExitServerError, "hafsd: " + response.value("error", std::string("unknown error"))};
-  if (!response.contains("result")) return Failure{kExitUnreachable, path + " answered without a result"};
+  if (!response.contains("result") || !response["result"].is_object())  // every op's result is an object
+    return Failure{kExitUnreachable, path + " did not answer like hafsd (no result object)"};
   return response["result"];
 }
 
@@ -94,12 +102,13 @@ T get(const json& j, const char* key, T fallback) {
   return j.contains(key) && !j[key].is_null() ? j[key].get<T>() : fallback;
 }
 
-void print_status(const json& s) {
+// `s` is not const: a missing member reads as null instead of being undefined behaviour.
+void print_status(json& s) {
   const json& n = s["node"];
   std::printf("node %u (pid %d, up %lld s): %s, mount %s\n", get<unsigned>(n, "id", 0), get<int>(n, "pid", 0),
               get<long long>(n, "uptime_s", 0), get<std::string>(n, "state", "?").c_str(),
               get<std::string>(n, "mount", "?").c_str());
-  const json& l = s["nvlog"];
+  json& l = s["nvlog"];
   const json& d = l["destage"];
   std::printf("NV log   %s (%s): %.1f%% of %s used, %s staged in %llu extents; destage: %llu passes, "
               "%s written, %llu errors%s%s\n",
@@ -111,7 +120,7 @@ void print_status(const json& s) {
               get<std::string>(d, "last_error", "").empty() ? "" : "; last: ",
               get<std::string>(d, "last_error", "").c_str());
   if (s["mirror"].is_object()) {
-    const json& m = s["mirror"];
+    json& m = s["mirror"];
     std::printf("mirror   -> node %u: %s%s, lag %s (%llu LSNs), last ack %lld us, heard %lld ms ago%s%s\n",
                 get<unsigned>(m, "partner", 0), get<std::string>(m, "state", "?").c_str(),
                 get<bool>(m, "degraded", false) ? " (DEGRADED: writes are in this node's NV log only)" : "",
@@ -194,25 +203,33 @@ int main(int argc, char** argv) {
     if (probability < 1.0) request["probability"] = probability;
   } else if (*fault_clear) request = {{"op", "fault.clear"}, {"site", site}};
 
-  auto answer = call(socket_path, timeout_s, request);
-  if (auto* f = std::get_if<Failure>(&answer)) {
-    std::fprintf(stderr, "hafsctl: %s\n", f->message.c_str());
-    return f->exit_code;
-  }
-  const json& result = std::get<json>(answer);
-  if (*status) {
-    if (as_json) std::printf("%s\n", result.dump(2).c_str());
-    else print_status(result);
-  } else if (*flush) {
-    std::printf("flushed: %s staged, NV log trimmed to LSN %llu\n",
-                bytes_text(get<double>(result, "staged_bytes", 0)).c_str(), get<unsigned long long>(result, "trim_lsn", 0));
-  } else if (*fault_list) {
-    for (const json& s : result["sites"])
-      std::printf("%-28s %s\n", get<std::string>(s, "site", "?").c_str(), get<std::string>(s, "what", "").c_str());
-    for (const json& a : result["armed"])
-      std::printf("armed: %s = %s\n", get<std::string>(a, "site", "?").c_str(), get<std::string>(a, "action", "?").c_str());
-  } else {
-    std::printf("%s\n", result.dump().c_str());
+  // A response of the wrong shape (a member of the wrong type) is a failure to answer like
+  // hafsd (exit 3), not a crash of hafsctl.
+  try {
+    auto answer = call(socket_path, timeout_s, request);
+    if (auto* f = std::get_if<Failure>(&answer)) {
+      std::fprintf(stderr, "hafsctl: %s\n", f->message.c_str());
+      return f->exit_code;
+    }
+    json& result = std::get<json>(answer);
+    if (*status) {
+      if (as_json) std::printf("%s\n", result.dump(2).c_str());
+      else print_status(result);
+    } else if (*flush) {
+      std::printf("flushed: %s staged, NV log trimmed to LSN %llu\n",
+                  bytes_text(get<double>(result, "staged_bytes", 0)).c_str(), get<unsigned long long>(result, "trim_lsn", 0));
+    } else if (*fault_list) {
+      for (const json& s : result["sites"])
+        std::printf("%-28s %s\n", get<std::string>(s, "site", "?").c_str(), get<std::string>(s, "what", "").c_str());
+      for (const json& a : result["armed"])
+        std::printf("armed: %s = %s\n", get<std::string>(a, "site", "?").c_str(), get<std::string>(a, "action", "?").c_str());
+    } else {
+      std::printf("%s\n", result.dump().c_str());
+    }
+  } catch (const json::exception& e) {
+    std::fprintf(stderr, "hafsctl: %s did not answer like hafsd (malformed response: %s)\n", socket_path.c_str(),
+                 e.what());
+    return kExitUnreachable;
   }
   return 0;
 }
