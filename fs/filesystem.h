@@ -14,11 +14,13 @@
 // Thread safety: handlers run concurrently on libfuse's worker threads.
 #pragma once
 
-#define FUSE_USE_VERSION 34
+#define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <unordered_set>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -131,6 +133,14 @@ class Filesystem {
   timespec start_time_{};
   mutable std::shared_mutex volumes_mu_;
   std::vector<Volume*> volumes_;  // GUARDED_BY(volumes_mu_)
+
+  // Handles the kernel holds. An unmount need not send RELEASE for all of them: the destructor
+  // closes what is left.
+  std::mutex handles_mu_;
+  std::unordered_set<OpenFile*> open_files_;  // GUARDED_BY(handles_mu_)
+  std::unordered_set<DirHandle*> open_dirs_;  // GUARDED_BY(handles_mu_)
+  OpenFile* new_open_file(std::shared_ptr<Inode> inode, int fd);
+  void free_open_file(OpenFile* of);
 };
 
 }  // namespace hafs::fs

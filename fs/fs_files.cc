@@ -51,6 +51,31 @@ struct Filesystem::DirHandle {
   }
 };
 
+Filesystem::~Filesystem() {
+  std::lock_guard lock(handles_mu_);
+  for (OpenFile* of : open_files_) {
+    ::close(of->fd);
+    delete of;
+  }
+  for (DirHandle* d : open_dirs_) delete d;
+}
+
+Filesystem::OpenFile* Filesystem::new_open_file(std::shared_ptr<Inode> inode, int fd) {
+  auto* of = new OpenFile{std::move(inode), fd};
+  std::lock_guard lock(handles_mu_);
+  open_files_.insert(of);
+  return of;
+}
+
+void Filesystem::free_open_file(OpenFile* of) {
+  {
+    std::lock_guard lock(handles_mu_);
+    open_files_.erase(of);
+  }
+  ::close(of->fd);
+  delete of;
+}
+
 void Filesystem::init(fuse_conn_info* conn) {
   // NFS re-export: handles must resolve from the inode number alone (docs/design.md, "Inode
   // numbers and NFS handles").
@@ -70,12 +95,9 @@ void Filesystem::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (!inode->volume) return (void)fuse_reply_err(req, EISDIR);
   int fd = ::open(proc_path(inode->fd).c_str(), medium_flags(fi->flags));
   if (fd < 0) return (void)fuse_reply_err(req, errno);
-  fi->fh = reinterpret_cast<uint64_t>(new OpenFile{inode, fd});
+  fi->fh = reinterpret_cast<uint64_t>(new_open_file(inode, fd));
   fi->keep_cache = 0;  // another node may have changed the file while it served the volume
-  if (fuse_reply_open(req, fi) != 0) {
-    ::close(fd);
-    delete open_file(fi);
-  }
+  if (fuse_reply_open(req, fi) != 0) free_open_file(open_file(fi));
 }
 
 void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -98,11 +120,8 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
     return (void)fuse_reply_err(req, err);
   }
   auto inode = inodes_.get(e.ino);
-  fi->fh = reinterpret_cast<uint64_t>(new OpenFile{inode, fd});
-  if (fuse_reply_create(req, &e, fi) != 0) {
-    ::close(fd);
-    delete open_file(fi);
-  }
+  fi->fh = reinterpret_cast<uint64_t>(new_open_file(inode, fd));
+  if (fuse_reply_create(req, &e, fi) != 0) free_open_file(open_file(fi));
 }
 
 void Filesystem::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
@@ -162,9 +181,7 @@ void Filesystem::flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
 }
 
 void Filesystem::release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  OpenFile* of = open_file(fi);
-  ::close(of->fd);
-  delete of;
+  free_open_file(open_file(fi));
   fuse_reply_err(req, 0);
 }
 
@@ -190,8 +207,16 @@ void Filesystem::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return (void)fuse_reply_err(req, err);
     }
   }
+  {
+    std::lock_guard lock(handles_mu_);
+    open_dirs_.insert(d);
+  }
   fi->fh = reinterpret_cast<uint64_t>(d);
-  if (fuse_reply_open(req, fi) != 0) delete d;
+  if (fuse_reply_open(req, fi) != 0) {
+    std::lock_guard lock(handles_mu_);
+    open_dirs_.erase(d);
+    delete d;
+  }
 }
 
 void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -268,7 +293,12 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 void Filesystem::releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<DirHandle*>(fi->fh);
+  auto* d = reinterpret_cast<DirHandle*>(fi->fh);
+  {
+    std::lock_guard lock(handles_mu_);
+    open_dirs_.erase(d);
+  }
+  delete d;
   fuse_reply_err(req, 0);
 }
 

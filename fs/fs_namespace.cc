@@ -26,7 +26,7 @@ Filesystem::Filesystem(nvcache::NvCache* cache, FsOptions options)
   clock_gettime(CLOCK_REALTIME, &start_time_);
 }
 
-Filesystem::~Filesystem() = default;
+// Filesystem::~Filesystem is in fs_files.cc, beside the handles it frees.
 
 void Filesystem::add_volume(Volume* volume) {
   std::unique_lock lock(volumes_mu_);

@@ -44,6 +44,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(Filesystem& fs, const std:
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   fuse_session* se = fuse_session_new(&args, &Filesystem::operations(),
                                       sizeof(fuse_lowlevel_ops), &fs);
+  fuse_opt_free_args(&args);  // libfuse copied what it keeps
   if (!se) return Status::error(Code::kInvalidArgument, "fuse_session_new failed (see stderr)");
   if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
     fuse_session_destroy(se);

@@ -220,7 +220,8 @@ class Fsx {
     ssize_t n = ::pread(fd, buf_.data(), len, static_cast<off_t>(off));
     const uint64_t want = off >= size ? 0 : std::min(len, size - off);
     if (n < 0) return fail(std::string("pread: ") + std::strerror(errno));
-    if (static_cast<uint64_t>(n) != want || std::memcmp(buf_.data(), ref_.data() + std::min(off, size), want) != 0)
+    if (static_cast<uint64_t>(n) != want ||
+        (want > 0 && std::memcmp(buf_.data(), ref_.data() + std::min(off, size), want) != 0))
       return fail("pread returned " + std::to_string(n) + " bytes, want " + std::to_string(want) + "; " +
                   describe_diff(ref_, buf_.data(), static_cast<size_t>(n), std::min(off, size), want));
     ++counts_.reads;
