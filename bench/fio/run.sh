@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# End-to-end fio benchmarks of the hafs FUSE mount (docs/performance.md, "End to end (fio)").
+#
+# Targets, each over a directory of the same ext4 filesystem:
+#   ext4    the directory itself (the baseline: what hafs runs over)
+#   wt      hafsd, one write-through volume over an ext4 directory
+#   staged  hafsd, one staged volume over an ext4 directory, NV log on /dev/shm (pmem store)
+# Jobs (this directory): w1 (4 KiB randwrite QD1, fsync after each write), w2 (4 KiB randwrite,
+# O_DSYNC, 4 jobs), w3 (1 MiB sequential write, fsync at the end), w4 (4 KiB randread QD1,
+# O_DIRECT). Files are laid out once per target with prefill.fio, so the jobs measure steady
+# state (overwrites of allocated blocks).
+#
+# Each job runs --reps times, interleaving the targets (ext4 wt staged ext4 wt staged ...), so
+# that ratios compare runs taken side by side; the table shows medians of the repetitions and
+# the ratios are medians of the per-repetition ratios.
+#
+# This script starts and stops hafsd itself and removes everything it created (mounts, NV log
+# files in /dev/shm, its work directory), also on failure or Ctrl-C. It needs root (FUSE
+# mounts), fio and python3. It builds only the hafsd target, and only if the binary is missing.
+#
+# Usage: bench/fio/run.sh [--build-dir DIR] [--work-parent DIR] [--reps N] [--jobs "w1 w2 w3 w4"]
+#                         [--targets "ext4 wt staged"] [--nvlog-size SIZE] [--results DIR]
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+build_dir="$repo/build-fio"
+work_parent=/var/tmp
+reps=3
+jobs="w1 w2 w3 w4"
+targets="ext4 wt staged"
+nvlog_size=1GiB
+results_dir=""
+
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --build-dir) build_dir=$2; shift 2 ;;
+    --work-parent) work_parent=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    --targets) targets=$2; shift 2 ;;
+    --nvlog-size) nvlog_size=$2; shift 2 ;;
+    --results) results_dir=$2; shift 2 ;;
+    -h|--help) usage 0 ;;
+    *) echo "run.sh: unknown argument $1" >&2; usage 2 ;;
+  esac
+done
+
+log() { echo "[$(date +%T)] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+for tool in fio python3 mountpoint fusermount3; do
+  command -v "$tool" >/dev/null || die "$tool not found"
+done
+[[ $(id -u) -eq 0 ]] || die "run as root (hafsd mounts FUSE and serves as root)"
+
+# --- hafsd binary ------------------------------------------------------------------------
+hafsd="$build_dir/tools/hafsd"
+if [[ ! -x "$hafsd" ]]; then
+  log "building hafsd in $build_dir (Release)"
+  gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+  cmake -S "$repo" -B "$build_dir" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DHAFS_BUILD_BENCH=OFF >&2
+  cmake --build "$build_dir" --target hafsd -j2 >&2
+fi
+[[ -x "$hafsd" ]] || die "no hafsd at $hafsd"
+
+# --- work area and cleanup ---------------------------------------------------------------
+work=$(mktemp -d "$work_parent/hafs-fio.XXXXXX")
+fstype=$(stat -f -c %T "$work")
+case "$fstype" in
+  ext2/ext3) ;;  # what stat reports for ext4
+  *) rmdir "$work"; die "$work_parent is on '$fstype', not ext4 (use --work-parent)" ;;
+esac
+shm_prefix="/dev/shm/hafs-fio-$$"
+declare -A pid_of=() mnt_of=() vol_of=() dir_of=()
+mkdir -p "$work/json" "$work/logs"
+
+stop_hafsd() {  # target
+  local t=$1 pid=${pid_of[$1]:-}
+  if [[ -n "$pid" ]]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 600; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "hafsd ($t, pid $pid) did not stop in 60 s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || log "hafsd ($t) exited with status $?"
+    pid_of[$t]=""
+  fi
+  if [[ -n "${mnt_of[$t]:-}" ]] && mountpoint -q "${mnt_of[$t]}"; then
+    fusermount3 -uz "${mnt_of[$t]}" 2>/dev/null || umount -l "${mnt_of[$t]}" || true
+  fi
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for t in "${!pid_of[@]}"; do stop_hafsd "$t"; done
+  for t in "${!mnt_of[@]}"; do
+    mountpoint -q "${mnt_of[$t]}" 2>/dev/null && { fusermount3 -uz "${mnt_of[$t]}" || umount -l "${mnt_of[$t]}" || true; }
+  done
+  if [[ -n "$results_dir" && -d "$work/json" ]]; then
+    mkdir -p "$results_dir" && cp -r "$work/json" "$work/logs" "$results_dir/" || true
+  fi
+  rm -rf "$work"
+  rm -f "$shm_prefix".*.nvlog
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_hafsd() {  # target mode node_id nvlog_size
+  local t=$1 mode=$2 node=$3 size=$4
+  local mnt="$work/$t/mnt" vol="$work/$t/vol"
+  mkdir -p "$mnt" "$vol"
+  mnt_of[$t]=$mnt; vol_of[$t]=$vol; dir_of[$t]="$mnt/bench"
+  "$hafsd" --node-id "$node" --mount "$mnt" --nvlog "$shm_prefix.$t.nvlog" --nvlog-size "$size" \
+    --nvlog-mode pmem --volume "bench:1:$vol:$mode" --log-level info \
+    >>"$work/logs/hafsd-$t.log" 2>&1 &
+  pid_of[$t]=$!
+  local i
+  for ((i = 0; i < 300; i++)); do
+    mountpoint -q "$mnt" && return 0
+    kill -0 "${pid_of[$t]}" 2>/dev/null || { cat "$work/logs/hafsd-$t.log" >&2; die "hafsd ($t) exited before mounting"; }
+    sleep 0.1
+  done
+  cat "$work/logs/hafsd-$t.log" >&2
+  die "hafsd ($t) did not mount within 30 s"
+}
+
+start_target() {  # target
+  case "$1" in
+    ext4) mkdir -p "$work/ext4/dir"; dir_of[ext4]="$work/ext4/dir" ;;
+    wt) start_hafsd wt write-through 1 64MiB ;;
+    staged) start_hafsd staged staged 2 "$nvlog_size" ;;
+    *) die "unknown target $1 (ext4, wt, staged)" ;;
+  esac
+}
+
+# Waits until a target is idle before the next run: for hafsd, until its CPU time stops growing
+# (the destager has written back what the last job staged; W3 leaves up to 1 GiB in the NV log),
+# at most 120 s; then writes back the ext4 filesystem's dirty pages.
+quiesce() {  # target
+  local pid=${pid_of[$1]:-} prev=-1 cur i calm=0
+  if [[ -n "$pid" ]]; then
+    for ((i = 0; i < 240 && calm < 2; i++)); do
+      cur=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+      if (( cur - prev <= 1 )); then calm=$((calm + 1)); else calm=0; fi
+      prev=$cur
+      sleep 0.5
+    done
+  fi
+  sync -f "$work"
+  sleep 0.5
+}
+
+# --- lay out the files, then start every target afresh -----------------------------------
+log "work directory $work ($fstype); hafsd $hafsd; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for t in $targets; do
+  start_target "$t"
+  log "prefill $t (${dir_of[$t]})"
+  fio --directory="${dir_of[$t]}" --output="$work/logs/prefill-$t.txt" "$here/prefill.fio"
+  if [[ $t != ext4 ]]; then
+    stop_hafsd "$t"  # destages the whole NV log to the medium before it exits
+    start_target "$t"
+  fi
+done
+sync -f "$work"
+
+# --- the measurements: job by job, repetitions interleaving the targets ------------------
+for job in $jobs; do
+  [[ -f "$here/$job.fio" ]] || die "no job file $here/$job.fio"
+  for ((rep = 1; rep <= reps; rep++)); do
+    for t in $targets; do
+      out="$work/json/$job.$t.$rep.json"
+      log "$job rep $rep/$reps on $t (load $(cut -d' ' -f1 /proc/loadavg))"
+      fio --directory="${dir_of[$t]}" --output-format=json --output="$out" "$here/$job.fio"
+      quiesce "$t"
+    done
+  done
+done
+log "done; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- the table -----------------------------------------------------------------------------
+python3 - "$work/json" "$reps" "$jobs" "$targets" <<'PY'
+import json, os, statistics, sys
+d, reps, jobs, targets = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
+
+def load(job, t, rep):
+    with open(os.path.join(d, f"{job}.{t}.{rep}.json")) as f:
+        text = f.read()
+    j = json.loads(text[text.index("{"):])  # fio may print notes before the JSON
+    job0 = j["jobs"][0]
+    ddir = "read" if job0["read"]["io_bytes"] > 0 else "write"
+    s = job0[ddir]
+    pct = s["clat_ns"].get("percentile", {})
+    r = {"iops": s["iops"], "bw": s["bw_bytes"],
+         "p50": pct.get("50.000000", 0) / 1e3, "p99": pct.get("99.000000", 0) / 1e3}
+    sync = job0.get("sync", {})
+    if sync.get("total_ios", 0):
+        sp = sync["lat_ns"].get("percentile", {})
+        r["fsync_p50"] = sp.get("50.000000", 0) / 1e3
+        r["fsync_p99"] = sp.get("99.000000", 0) / 1e3
+    return r
+
+res = {(job, t, rep): load(job, t, rep) for job in jobs for t in targets for rep in range(1, reps + 1)}
+med = lambda xs: statistics.median(xs)
+
+def fmt_rate(job, iops, bw):
+    return f"{bw / 2**30:.2f} GiB/s" if job == "w3" else f"{iops / 1e3:.2f} k IOPS ({bw / 2**20:.1f} MiB/s)"
+
+def fmt_us(x):
+    return f"{x / 1e3:.2f} ms" if x >= 1000 else f"{x:.0f} µs" if x >= 100 else f"{x:.1f} µs"
+
+print(f"\nMedians of {reps} repetitions (targets interleaved). Latency: completion latency of the "
+      "write or read call (W1: also the fsync call after it).\n")
+print("| job | target | rate | p50 | p99 | W1 fsync p50 / p99 | every repetition |")
+print("|---|---|---|---|---|---|---|")
+for job in jobs:
+    for t in targets:
+        rs = [res[(job, t, rep)] for rep in range(1, reps + 1)]
+        m = {k: med([r[k] for r in rs]) for k in rs[0]}
+        each = ", ".join((f"{r['bw'] / 2**30:.2f}" if job == "w3" else f"{r['iops'] / 1e3:.2f}") for r in rs)
+        fs = f"{fmt_us(m['fsync_p50'])} / {fmt_us(m['fsync_p99'])}" if "fsync_p50" in m else ""
+        print(f"| {job.upper()} | {t} | {fmt_rate(job, m['iops'], m['bw'])} | {fmt_us(m['p50'])} | "
+              f"{fmt_us(m['p99'])} | {fs} | {each} |")
+
+def ratio(job, a, b, key="iops"):
+    if a not in targets or b not in targets or job not in jobs:
+        return None
+    return [res[(job, a, rep)][key] / res[(job, b, rep)][key] for rep in range(1, reps + 1)]
+
+print("\nRatios, per repetition (side by side) and their median:\n")
+print("| ratio | median | each repetition | target |")
+print("|---|---|---|---|")
+rows = [("W1 IOPS staged / ext4", ratio("w1", "staged", "ext4"), ">= 3x"),
+        ("W1 IOPS wt / ext4", ratio("w1", "wt", "ext4"), ""),
+        ("W2 IOPS staged / ext4", ratio("w2", "staged", "ext4"), ""),
+        ("W2 IOPS wt / ext4", ratio("w2", "wt", "ext4"), ""),
+        ("W3 bandwidth staged / ext4", ratio("w3", "staged", "ext4", "bw"), ""),
+        ("W3 bandwidth wt / ext4", ratio("w3", "wt", "ext4", "bw"), ""),
+        ("W4 IOPS wt / staged", ratio("w4", "wt", "staged"), "<= 1.5x"),
+        ("W4 IOPS ext4 / wt", ratio("w4", "ext4", "wt"), "")]
+for name, xs, target in rows:
+    if xs:
+        print(f"| {name} | {med(xs):.2f}x | {', '.join(f'{x:.2f}' for x in xs)} | {target} |")
+if "w3" in jobs and "staged" in targets:
+    xs = [res[("w3", "staged", rep)]["bw"] / 2**30 for rep in range(1, reps + 1)]
+    print(f"| W3 staged bandwidth | {med(xs):.2f} GiB/s | {', '.join(f'{x:.2f}' for x in xs)} | >= 1 GiB/s |")
+PY
