@@ -1,0 +1,50 @@
+// Clock: the monotonic time seam of membership. Leases, silence limits and settle times are all
+// measured on the local monotonic clock; nodes never compare their clocks (no clock sync).
+// SteadyClock is the real one; SimClock is advanced by tests and may run fast or slow (rate_ppm)
+// to model two nodes whose clocks drift apart.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+#include "base/check.h"
+
+namespace hafs::membership {
+
+using Millis = std::chrono::milliseconds;
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  // Monotonic time since an arbitrary origin; never goes back.
+  virtual Millis now() const = 0;
+};
+
+class SteadyClock final : public Clock {
+ public:
+  Millis now() const override {
+    return std::chrono::duration_cast<Millis>(
+        std::chrono::steady_clock::now().time_since_epoch());
+  }
+};
+
+// Not thread safe: a simulation drives it from one thread.
+class SimClock final : public Clock {
+ public:
+  // rate_ppm > 0 runs fast: advance(1000 ms) moves it 1000 * (1 + rate_ppm / 1e6) ms.
+  explicit SimClock(Millis start = Millis(1'000'000), int64_t rate_ppm = 0)
+      : now_us_(start.count() * 1000), rate_ppm_(rate_ppm) {
+    HAFS_CHECK(rate_ppm > -1'000'000, "a clock cannot run backwards");
+  }
+  Millis now() const override { return Millis(now_us_ / 1000); }
+  void advance(Millis step) {
+    HAFS_CHECK(step.count() >= 0, "simulated time only moves forward");
+    now_us_ += step.count() * (1'000'000 + rate_ppm_) / 1000;
+  }
+
+ private:
+  int64_t now_us_;
+  int64_t rate_ppm_;
+};
+
+}  // namespace hafs::membership

@@ -1,0 +1,374 @@
+// Monitor, volume level: reading the ownership records and the rules of holders, claimants,
+// self-fenced holders, givers and watchers. See docs/membership.md for why each rule is safe.
+#include <algorithm>
+#include <cinttypes>
+
+#include "membership/monitor.h"
+
+namespace hafs::membership {
+
+bool Monitor::holds(const Vol& v) {
+  return v.state == VolumeState::kServing || v.state == VolumeState::kTakingOver;
+}
+
+void Monitor::set_volume_state(Vol& v, VolumeState to, const char* why) {
+  if (v.state == to) return;
+  log_.info("volume %u: %s -> %s (epoch %" PRIu64 "): %s", v.id, volume_state_name(v.state),
+            volume_state_name(to), v.epoch, why);
+  v.state = to;
+}
+
+OwnershipRecord Monitor::own_record(const Vol& v, uint64_t counter) const {
+  OwnershipRecord rec;
+  rec.volume_id = v.id;
+  rec.owner = config_.node_id;
+  rec.home = v.home;
+  rec.epoch = v.epoch;
+  rec.renew_counter = counter;
+  rec.lease_ms = config_.lease_ms;
+  return rec;
+}
+
+Monitor::Read Monitor::read_record(Vol& v) {
+  Read r;
+  RecordBlock block{};
+  Status s = disk_.read(ownership_record_name(v.id), block);
+  if (s.code() == Code::kNotFound) {
+    v.tore_at = Millis(0);
+    r.kind = ReadKind::kMissing;
+    return r;
+  }
+  if (!s.is_ok()) {
+    log_.debug("volume %u: ownership record unreadable: %s", v.id, s.to_string().c_str());
+    v.tore_at = Millis(0);  // blind for a while: someone else may have written since
+    r.kind = ReadKind::kError;
+    return r;
+  }
+  auto rec = decode_ownership(block);
+  if (rec.is_ok() && (rec->volume_id != v.id || rec->home != v.home)) {
+    log_.error("volume %u: ownership record is of volume %u with home %u (config says home %u)",
+               v.id, rec->volume_id, rec->home, v.home);
+    r.kind = ReadKind::kCorrupt;
+    return r;
+  }
+  if (!rec.is_ok()) {
+    if (v.seen_kind != ReadKind::kCorrupt)
+      log_.warn("volume %u: %s", v.id, rec.status().to_string().c_str());
+    r.kind = ReadKind::kCorrupt;
+    return r;
+  }
+  v.tore_at = Millis(0);
+  r.kind = ReadKind::kValid;
+  r.rec = *rec;
+  v.have_last = true;
+  v.last = *rec;
+  return r;
+}
+
+Status Monitor::write_record(Vol& v, const OwnershipRecord& rec) {
+  RecordBlock block{};
+  encode_ownership(rec, block);
+  Status s = disk_.write(ownership_record_name(rec.volume_id), block);
+  v.tore_at = s.is_ok() ? Millis(0) : std::max(clock_.now(), Millis(1));
+  return s;
+}
+
+// A corrupt record was torn by its last writer, who is not serving it (a failed write fences
+// it). We may rewrite it only if that writer was us: our write failed, every read since saw
+// the record corrupt, and it was recent enough (under lease - margin) that no other node can
+// have written a valid record in between — a claim needs lease + margin of stillness.
+bool Monitor::we_tore_it(const Vol& v) const {
+  return v.tore_at.count() != 0 &&
+         clock_.now() - v.tore_at < Millis(config_.lease_ms - config_.margin_ms);
+}
+
+void Monitor::fence_expired_leases() {
+  const Millis now = clock_.now();
+  for (auto& v : vols_)
+    if (holds(v) && now >= v.lease_valid_until) self_fence(v, "lease expired");
+}
+
+void Monitor::self_fence(Vol& v, const char* why) {
+  if (v.state == VolumeState::kServing) actions_.fence(v.id);
+  log_.warn("volume %u: self-fencing at epoch %" PRIu64 ": %s", v.id, v.epoch, why);
+  set_volume_state(v, VolumeState::kFenced, why);
+}
+
+void Monitor::lose_volume(Vol& v, const Read& r, const char* why) {
+  if (v.state == VolumeState::kServing) actions_.fence(v.id);
+  log_.warn("volume %u: lost at epoch %" PRIu64 " (record: owner %u epoch %" PRIu64 "): %s",
+            v.id, v.epoch, r.rec.owner, r.rec.epoch, why);
+  actions_.discard(v.id);  // never destage our stale records of it
+  v.discard_pending = false;
+  v.giveback_requested = false;
+  classify(v, r, why);
+}
+
+void Monitor::step_volume(Vol& v) {
+  const Read r = read_record(v);
+  switch (v.state) {
+    case VolumeState::kServing:
+    case VolumeState::kTakingOver: return step_holder(v, r);
+    case VolumeState::kClaiming: return step_claiming(v, r);
+    case VolumeState::kFenced: return step_fenced(v, r);
+    case VolumeState::kGivingBack: return step_giving_back(v, r);
+    case VolumeState::kUnknown:
+    case VolumeState::kUnowned:
+    case VolumeState::kPartner: return step_watcher(v, r);
+  }
+}
+
+// Holder: the record must still name us at our epoch; then renew; then finish a takeover.
+void Monitor::step_holder(Vol& v, const Read& r) {
+  if (r.kind == ReadKind::kValid && r.rec.owner != config_.node_id)
+    return lose_volume(v, r, "the record names another owner");
+  // Our own record at another epoch: not a takeover, so no discard (our staged records are
+  // still the only copy of some writes); stop and re-claim with a fresh epoch.
+  if (r.kind == ReadKind::kValid && r.rec.epoch != v.epoch)
+    return self_fence(v, "the record names us at another epoch");
+  if (r.kind == ReadKind::kError) return;  // cannot verify: no renewal; the lease runs down
+  // kValid and ours, or damaged (kCorrupt, kMissing): the holder rewrites it.
+  if (r.kind != ReadKind::kValid) log_.warn("volume %u: rewriting a damaged record", v.id);
+  if (!renew(v)) return;
+  if (v.state == VolumeState::kTakingOver) try_take_over(v);
+}
+
+bool Monitor::renew(Vol& v) {
+  const Millis start = clock_.now();
+  if (start >= v.lease_valid_until) {
+    self_fence(v, "lease expired before the renewal");  // never renew an expired lease
+    return false;
+  }
+  const OwnershipRecord rec = own_record(v, v.renew_counter + 1);
+  const Status s = write_record(v, rec);
+  const Millis took = clock_.now() - start;
+  if (!s.is_ok()) {
+    self_fence(v, ("renewal write failed: " + s.to_string()).c_str());
+    return false;
+  }
+  if (took > Millis(config_.io_timeout_ms)) {
+    self_fence(v, ("renewal took " + std::to_string(took.count()) + " ms").c_str());
+    return false;
+  }
+  v.renew_counter = rec.renew_counter;
+  v.last = rec;
+  v.have_last = true;
+  v.lease_valid_until = start + Millis(config_.lease_ms - config_.margin_ms);
+  return true;
+}
+
+void Monitor::try_take_over(Vol& v) {
+  if (!v.replayed) {
+    if (Status s = actions_.take_over(v.id, v.epoch); !s.is_ok()) {
+      log_.warn("volume %u: take_over at epoch %" PRIu64 " failed (retried next tick): %s", v.id,
+                v.epoch, s.to_string().c_str());
+      return;
+    }
+    v.replayed = true;
+  }
+  if (clock_.now() >= v.lease_valid_until) return;  // serve after the next renewal
+  actions_.serve(v.id, v.epoch);
+  v.discard_pending = false;
+  set_volume_state(v, VolumeState::kServing, "replayed and synced; serving");
+}
+
+// Claimant: write (or rewrite) the claim, wait settle_ms, re-read: ours -> take over.
+void Monitor::step_claiming(Vol& v, const Read& r) {
+  const Millis now = clock_.now();
+  if (now >= v.claim_started_at + Millis(config_.lease_ms - config_.margin_ms))
+    return abandon_claim(v, r, "not confirmed while its lease was valid");
+  const OwnershipRecord mine = own_record(v, 0);
+  const bool ours = r.kind == ReadKind::kValid && r.rec == mine;
+  if (r.kind == ReadKind::kError) return;
+  if (v.claim_needs_write) {
+    if (ours) {  // the failed write landed after all
+      v.claim_needs_write = false;
+      return;
+    }
+    const bool base = (r.kind == ReadKind::kCorrupt && we_tore_it(v)) ||
+                      (r.kind == ReadKind::kMissing && !v.claim_has_base) ||
+                      (r.kind == ReadKind::kValid && v.claim_has_base && r.rec == v.claim_base);
+    if (!base) return abandon_claim(v, r, "another node wrote the record");
+    return write_claim(v, r);
+  }
+  if (now < v.claim_written_at + Millis(config_.settle_ms)) return;
+  if (ours) {
+    v.renew_counter = 0;
+    v.replayed = false;
+    v.lease_valid_until = v.claim_started_at + Millis(config_.lease_ms - config_.margin_ms);
+    set_volume_state(v, VolumeState::kTakingOver, "claim confirmed after settle");
+    return try_take_over(v);
+  }
+  // Our claim landed whole, yet the record is not it: someone else wrote (or tore) it.
+  abandon_claim(v, r, "the record changed under the claim");
+}
+
+void Monitor::start_claim(Vol& v, const Read& r, uint64_t epoch, const char* why) {
+  v.epoch = epoch;
+  v.claim_has_base = r.kind == ReadKind::kValid;
+  if (v.claim_has_base) v.claim_base = r.rec;
+  v.claim_attempts = 0;
+  v.claim_needs_write = false;
+  v.giveback_requested = false;
+  set_volume_state(v, VolumeState::kClaiming, why);
+  write_claim(v, r);
+}
+
+void Monitor::write_claim(Vol& v, const Read& r) {
+  if (++v.claim_attempts > config_.claim_attempts_max)
+    return abandon_claim(v, r, "claim attempts exhausted");
+  const OwnershipRecord rec = own_record(v, 0);
+  v.claim_started_at = clock_.now();
+  const Status s = write_record(v, rec);
+  v.claim_written_at = clock_.now();
+  v.claim_needs_write = !s.is_ok();
+  if (!s.is_ok()) {
+    log_.warn("volume %u: claim write at epoch %" PRIu64 " failed (attempt %u): %s", v.id,
+              v.epoch, v.claim_attempts, s.to_string().c_str());
+    return;
+  }
+  v.last = rec;
+  v.have_last = true;
+}
+
+// A claim that another node's valid record beat is lost like a held volume (our staged
+// records of it, if any, are stale). Any other failed claim leaves us as the record's last
+// writer: kFenced, whose rules re-claim it (also over a record our own failed write tore).
+void Monitor::abandon_claim(Vol& v, const Read& r, const char* why) {
+  log_.warn("volume %u: claim at epoch %" PRIu64 " abandoned: %s", v.id, v.epoch, why);
+  v.seen_any = false;  // watch anew: stillness counts from the next read
+  if (r.kind == ReadKind::kValid && r.rec.owner != config_.node_id) return lose_volume(v, r, why);
+  if (r.kind == ReadKind::kCorrupt && !we_tore_it(v)) {
+    v.discard_pending = true;
+    return set_volume_state(v, VolumeState::kUnknown, why);
+  }
+  set_volume_state(v, VolumeState::kFenced, why);
+}
+
+// Self-fenced holder: re-claim with epoch+1 unless someone else has the record now.
+void Monitor::step_fenced(Vol& v, const Read& r) {
+  switch (r.kind) {
+    case ReadKind::kError: return;
+    case ReadKind::kValid:
+      if (r.rec.owner == config_.node_id)
+        return start_claim(v, r, std::max(v.epoch, r.rec.epoch) + 1, "re-claim after a fence");
+      return lose_volume(v, r, "taken while we were fenced");
+    case ReadKind::kCorrupt:
+    case ReadKind::kMissing: {
+      if (!we_tore_it(v)) {  // someone else's damage: never taken as expired; wait
+        set_volume_state(v, VolumeState::kUnknown, "record damaged by another writer");
+        return;
+      }
+      const uint64_t epoch = std::max(v.epoch, v.have_last ? v.last.epoch : 0) + 1;
+      return start_claim(v, r, epoch, "re-claim of a record our failed write tore");
+    }
+  }
+}
+
+// Giver: released; hand the record to the home node (epoch+1, handover flag).
+void Monitor::step_giving_back(Vol& v, const Read& r) {
+  if (r.kind == ReadKind::kError) return;
+  if (r.kind == ReadKind::kValid && r.rec.owner == v.home && r.rec.epoch == v.epoch + 1) {
+    v.giveback_requested = false;
+    return classify(v, r, "hand-over landed");
+  }
+  if (r.kind == ReadKind::kValid && (r.rec.owner != config_.node_id || r.rec.epoch != v.epoch))
+    return lose_volume(v, r, "the record changed during giveback");
+  write_handover(v);
+}
+
+void Monitor::write_handover(Vol& v) {
+  if (++v.handover_attempts > config_.claim_attempts_max) {
+    v.giveback_requested = false;
+    set_volume_state(v, VolumeState::kFenced, "hand-over attempts exhausted; re-claiming");
+    return;
+  }
+  OwnershipRecord rec = own_record(v, 0);
+  rec.owner = v.home;
+  rec.epoch = v.epoch + 1;
+  rec.flags = kOwnFlagHandover;
+  if (Status s = write_record(v, rec); !s.is_ok()) {
+    log_.warn("volume %u: hand-over write failed (attempt %u): %s", v.id, v.handover_attempts,
+              s.to_string().c_str());
+    return;
+  }
+  v.last = rec;
+  v.have_last = true;
+  v.giveback_requested = false;
+  v.discard_pending = false;  // release flushed everything: nothing of ours is left staged
+  v.seen_any = false;
+  set_volume_state(v, VolumeState::kPartner, "handed back to its home node");
+}
+
+bool Monitor::takeover_allowed(const Vol& v) const {
+  return (state_ == NodeState::kPartnerDown || state_ == NodeState::kTakeover) &&
+         partner_silent_ && now_ - v.quiet_since >= Millis(config_.lease_ms + config_.margin_ms);
+}
+
+void Monitor::note_content(Vol& v, const Read& r) {
+  if (r.kind == ReadKind::kError) return;
+  const bool same = v.seen_any && v.seen_kind == r.kind && r.kind != ReadKind::kCorrupt &&
+                    (r.kind != ReadKind::kValid || v.seen_rec == r.rec);
+  if (!same) v.quiet_since = now_;  // a corrupt record never counts as still
+  v.seen_any = true;
+  v.seen_kind = r.kind;
+  v.seen_rec = r.rec;
+}
+
+void Monitor::classify(Vol& v, const Read& r, const char* why) {
+  switch (r.kind) {
+    case ReadKind::kError: return set_volume_state(v, VolumeState::kUnknown, why);
+    case ReadKind::kCorrupt: return set_volume_state(v, VolumeState::kUnknown, "record corrupt");
+    case ReadKind::kMissing: return set_volume_state(v, VolumeState::kUnowned, why);
+    case ReadKind::kValid:
+      if (r.rec.owner == config_.partner_id) return set_volume_state(v, VolumeState::kPartner, why);
+      if (r.rec.owner == kNoNode) return set_volume_state(v, VolumeState::kUnowned, why);
+      return set_volume_state(v, VolumeState::kUnknown, why);
+  }
+}
+
+void Monitor::accept_handover(Vol& v, const Read& r) {
+  v.epoch = r.rec.epoch;
+  v.renew_counter = r.rec.renew_counter;
+  v.replayed = false;
+  // The giver wrote the record for us and never writes it again; our first renewal starts
+  // the lease, so it is allowed without one.
+  v.lease_valid_until = clock_.now() + Millis(config_.lease_ms - config_.margin_ms);
+  set_volume_state(v, VolumeState::kTakingOver, "handed back to us");
+  if (renew(v)) try_take_over(v);
+}
+
+// Watcher: classify the record; claim what is ours to claim.
+void Monitor::step_watcher(Vol& v, const Read& r) {
+  now_ = clock_.now();
+  note_content(v, r);
+  if (r.kind == ReadKind::kError) return;
+  classify(v, r, "record read");
+  const bool partner_home = v.home == config_.partner_id;
+  if (r.kind == ReadKind::kMissing) {
+    if (!partner_home) return start_claim(v, r, 1, "home volume that nobody owns");
+    if (takeover_allowed(v)) return start_claim(v, r, 1, "partner down; its volume unclaimed");
+    return;
+  }
+  if (r.kind != ReadKind::kValid) return;
+  const OwnershipRecord& rec = r.rec;
+  if (rec.owner == config_.node_id) {
+    if ((rec.flags & kOwnFlagHandover) != 0 && rec.epoch > v.epoch && state_ != NodeState::kStarting)
+      return accept_handover(v, r);
+    return start_claim(v, r, rec.epoch + 1, "the record names us from an earlier life");
+  }
+  if (rec.owner == config_.partner_id) {
+    if (v.discard_pending) {
+      actions_.discard(v.id);  // the partner owns it: our staged records of it are stale
+      v.discard_pending = false;
+    }
+    if (takeover_allowed(v)) start_claim(v, r, rec.epoch + 1, "the partner's lease expired");
+    return;
+  }
+  if (rec.owner == kNoNode && (!partner_home || takeover_allowed(v)))
+    return start_claim(v, r, rec.epoch + 1, "nobody owns it");
+  if (rec.owner != kNoNode)
+    log_.error("volume %u: owned by node %u, which is not in this pair", v.id, rec.owner);
+}
+
+}  // namespace hafs::membership

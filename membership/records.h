@@ -1,0 +1,102 @@
+// The two on-disk records of membership: a node's disk heartbeat and a volume's ownership record.
+// The format is defined in docs/membership-format.md; change the two together, in the same commit.
+//
+// Each record is one 4 KiB block of its own on the storage medium ("node-<id>.hb",
+// "volume-<id>.own"), written whole and durably (membership/shared_disk.h). The encoded record
+// sits at byte 0 of its block; the rest of the block is zero and not covered by anything.
+// All integers are little-endian. The CRC32C covers every byte before the CRC field.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "base/status.h"
+
+namespace hafs::membership {
+
+using NodeId = uint32_t;    // 0 is "no node"
+using VolumeId = uint32_t;
+inline constexpr NodeId kNoNode = 0;
+
+inline constexpr size_t kRecordBlockBytes = 4096;
+using RecordBlock = std::array<std::byte, kRecordBlockBytes>;
+
+// ---- node heartbeat: "node-<id>.hb" ---------------------------------------------------------
+inline constexpr uint64_t kHeartbeatMagic = 0x3142484E53464148ull;  // "HAFSNHB1" as LE bytes
+inline constexpr uint32_t kHeartbeatVersion = 1;
+
+namespace hb_off {
+inline constexpr size_t kMagic = 0;        // u64
+inline constexpr size_t kVersion = 8;      // u32
+inline constexpr size_t kNodeId = 12;      // u32: the node that writes this record (never 0)
+inline constexpr size_t kCounter = 16;     // u64: +1 per beat (every tick)
+inline constexpr size_t kIncarnation = 24; // u64: random, drawn at each process start
+inline constexpr size_t kState = 32;       // u32: the writer's NodeState (membership/states.h)
+inline constexpr size_t kCrc = 36;         // u32: CRC32C of bytes [0, kCrc)
+}  // namespace hb_off
+inline constexpr size_t kEncodedHeartbeat = hb_off::kCrc + 4;
+static_assert(kEncodedHeartbeat == 40);
+static_assert(kEncodedHeartbeat <= kRecordBlockBytes);
+
+struct HeartbeatRecord {
+  NodeId node_id = kNoNode;
+  uint64_t counter = 0;
+  uint64_t incarnation = 0;
+  uint32_t state = 0;
+};
+
+// ---- volume ownership: "volume-<id>.own" ----------------------------------------------------
+inline constexpr uint64_t kOwnershipMagic = 0x314E574F53464148ull;  // "HAFSOWN1" as LE bytes
+inline constexpr uint32_t kOwnershipVersion = 1;
+
+namespace own_off {
+inline constexpr size_t kMagic = 0;         // u64
+inline constexpr size_t kVersion = 8;       // u32
+inline constexpr size_t kVolumeId = 12;     // u32
+inline constexpr size_t kOwner = 16;        // u32: node that holds the volume (0 = nobody)
+inline constexpr size_t kHome = 20;         // u32: node that owns it in normal operation
+inline constexpr size_t kEpoch = 24;        // u64: fencing token; +1 on every change of owner
+inline constexpr size_t kRenewCounter = 32; // u64: +1 per lease renewal by the owner; 0 at a claim
+inline constexpr size_t kLeaseMs = 40;      // u32: the owner's lease (informational, for status)
+inline constexpr size_t kFlags = 44;        // u32: kOwnFlag* below
+inline constexpr size_t kCrc = 48;          // u32: CRC32C of bytes [0, kCrc)
+}  // namespace own_off
+inline constexpr size_t kEncodedOwnership = own_off::kCrc + 4;
+static_assert(kEncodedOwnership == 52);
+static_assert(kEncodedOwnership <= kRecordBlockBytes);
+
+// Written by a holder giving the volume back: `owner` is the home node, which has not renewed
+// yet. The new owner's first renewal clears it.
+inline constexpr uint32_t kOwnFlagHandover = 1u << 0;
+inline constexpr uint32_t kOwnFlagsKnown = kOwnFlagHandover;
+
+struct OwnershipRecord {
+  VolumeId volume_id = 0;
+  NodeId owner = kNoNode;
+  NodeId home = kNoNode;
+  uint64_t epoch = 0;
+  uint64_t renew_counter = 0;
+  uint32_t lease_ms = 0;
+  uint32_t flags = 0;
+
+  bool operator==(const OwnershipRecord&) const = default;
+};
+
+// Record names on the medium.
+std::string heartbeat_record_name(NodeId node);
+std::string ownership_record_name(VolumeId volume);
+
+// Encoders fill the whole block (zeros after the record). They CHECK their input: an encoder is
+// never handed a record that breaks the format's rules (node 0, unknown flags).
+void encode_heartbeat(const HeartbeatRecord& r, std::span<std::byte, kRecordBlockBytes> out);
+void encode_ownership(const OwnershipRecord& r, std::span<std::byte, kRecordBlockBytes> out);
+
+// Decoders check magic, CRC, version and field rules, in that order; kCorruption with a clear
+// message otherwise (a torn write fails the CRC).
+Result<HeartbeatRecord> decode_heartbeat(std::span<const std::byte> in);
+Result<OwnershipRecord> decode_ownership(std::span<const std::byte> in);
+
+}  // namespace hafs::membership
