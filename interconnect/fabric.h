@@ -73,7 +73,7 @@ class Connection {
                uint64_t remote_offset);
 
   // Reads completions for up to `timeout` (0: just look). Received messages are appended to
-  // *messages. A completion error or a shutdown from the peer returns kUnavailable: the
+  // *messages (dropped when it is null). A completion error or a shutdown from the peer returns kUnavailable: the
   // connection is dead and must be dropped.
   // `spin`: read the queue in a busy loop for up to this long before sleeping in the kernel
   // (a wake-up costs tens of microseconds here; spin while an answer is expected soon).

@@ -1,6 +1,8 @@
 #include "interconnect/mirror_receiver.h"
 
+#include <algorithm>
 #include <deque>
+#include <optional>
 #include <random>
 
 #include "nvcache/log_reader.h"
@@ -12,7 +14,10 @@ using Clock = std::chrono::steady_clock;
 
 struct MirrorReceiver::Session {
   std::unique_ptr<Connection> conn;
-  Region region;               // the mirror store, registered for this connection only
+  Region region;               // the mirror store, registered for this connection only, after AUTH
+  uint64_t key = 0;            // the MR key asked for (providers may choose their own)
+  std::optional<uint64_t> expect_pos;  // where the next COMMIT must start
+  std::vector<uint64_t> first_pos;     // where the first COMMIT may start (resync points)
   Hello hello;                 // what we told the sender
   bool authed = false;
   uint32_t seq = 0;
@@ -87,7 +92,8 @@ void MirrorReceiver::refuse(Session& s, RefuseReason reason, const std::string& 
   Refuse m;
   m.reason = reason;
   m.text = text.substr(0, kReasonBytes - 1);
-  send(s, m);
+  // The connection is dropped right after: give the REFUSE a moment to leave.
+  if (send(s, m)) (void)s.conn->poll(nullptr, std::chrono::milliseconds(50));
 }
 
 void MirrorReceiver::run() {
@@ -111,18 +117,11 @@ void MirrorReceiver::run() {
       } else {
         if (s) options_.logger.warn("replacing a silent partner connection");
         s = std::move(fresh);
-        auto region = s->conn->register_region(mirror_.mapping(), mirror_.size(), true, keys());
-        if (!region) {
-          options_.logger.error("cannot register the mirror store: %s", region.status().to_string().c_str());
-          s.reset();
-          continue;
-        }
-        s->region = *region;
+        s->key = keys();
+        // The mirror region is registered only once the sender has proven the key (on_auth).
         Hello& h = s->hello;
         h.node_id = options_.node_id;
         h.nonce = random_nonce();
-        h.mr_key = s->region.key;
-        h.mr_base = s->region.base;
         h.mr_bytes = mirror_.size();
         {
           std::lock_guard lock(mu_);
@@ -204,6 +203,10 @@ bool MirrorReceiver::on_auth(Session& s, const Auth& a) {
                                            " bytes, mirror store of " + std::to_string(mirror_.size()));
     return false;
   }
+  if (a.trim_lsn == 0 || a.trim_pos % nvcache::kRecordAlign != 0) {
+    refuse(s, RefuseReason::kProtocol, "AUTH with an impossible trim point");
+    return false;
+  }
   nvcache::RingHeader h;
   {
     std::lock_guard lock(mu_);
@@ -236,8 +239,19 @@ bool MirrorReceiver::on_auth(Session& s, const Auth& a) {
     if (!same) stats_.acked_pos = a.trim_pos;
   }
   s.partner = a.node_id;
+  auto region = s.conn->register_region(mirror_.mapping(), mirror_.size(), true, s.key);
+  if (!region) {
+    options_.logger.error("cannot register the mirror store: %s", region.status().to_string().c_str());
+    return false;
+  }
+  s.region = *region;
+  // The sender resumes from what we said we hold (same ring and session), or from its trim.
+  s.first_pos = {a.trim_pos};
+  if (s.hello.ring_id == a.ring_id && s.hello.session == a.session) s.first_pos.push_back(s.hello.have_pos);
   Accept acc;
-  acc.mac = hmac(options_.key, accept_mac_input(a, options_.node_id));
+  acc.mr_key = s.region.key;
+  acc.mr_base = s.region.base;
+  acc.mac = hmac(options_.key, accept_mac_input(a, options_.node_id, acc.mr_key, acc.mr_base));
   if (!send(s, acc)) return false;
   s.authed = true;
   options_.logger.info("partner node %u connected over %s (ring %016llx, session %u, epoch %llu)",
@@ -253,6 +267,15 @@ bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
                                            ", " + std::to_string(c.to_pos) + ")");
     return false;
   }
+  // Ranges follow each other without a gap: an ACK says every byte before it is persisted.
+  const bool contiguous = s.expect_pos ? c.from_pos == *s.expect_pos
+                                       : std::find(s.first_pos.begin(), s.first_pos.end(), c.from_pos) != s.first_pos.end();
+  if (!contiguous) {
+    refuse(s, RefuseReason::kProtocol, "COMMIT from position " + std::to_string(c.from_pos) +
+                                           " leaves a gap");
+    return false;
+  }
+  s.expect_pos = c.to_pos;
   // Persist what the sender wrote into the region: the write completed at the sender is not a
   // persisted write here until this returns.
   const uint64_t off = c.from_pos % data, len = c.to_pos - c.from_pos;

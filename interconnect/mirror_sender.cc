@@ -41,7 +41,7 @@ void MirrorSender::stop() {
     std::lock_guard lock(mu_);
     if (trim_dirty_ && conn_) {  // a clean shutdown destaged everything: let the mirror know
       trim_dirty_ = false;
-      send_locked(Trim{trim_header_.trim_lsn, trim_header_.trim_pos, trim_header_.trim_session});
+      send_trim_locked(trim_header_);
     }
     stop_ = true;
   }
@@ -82,6 +82,11 @@ void MirrorSender::send_locked(const Message& m) {
   last_sent_ = Clock::now();
 }
 
+void MirrorSender::send_trim_locked(const nvcache::RingHeader& header) {
+  send_locked(Trim{header.trim_lsn, header.trim_pos, header.trim_session});
+  told_trim_pos_ = std::max(told_trim_pos_, header.trim_pos);
+}
+
 void MirrorSender::filled(nvcache::TrimPoint filled) {
   std::lock_guard lock(mu_);
   if (filled.lsn <= filled_.lsn) return;  // hooks may arrive out of order
@@ -98,6 +103,14 @@ void MirrorSender::ship_locked() {
     const uint64_t boff = ship_pos_ % bounce_.size();
     const uint64_t len = std::min({filled_.pos - ship_pos_, uint64_t{options_.max_chunk_bytes},
                                    bounce_.size() - inflight, data_bytes_ - off, bounce_.size() - boff});
+    if (ship_pos_ + len > told_trim_pos_ + data_bytes_) {
+      // These bytes overwrite ring space the mirror still counts as live (the TRIM of a destage
+      // may not have gone out yet): a scan of the mirror from its old trim point would end at
+      // once, losing every record after it. Tell it the trim point first; the log's header has
+      // it before the space can be reused.
+      send_trim_locked(log_.header());
+      if (!conn_) return;
+    }
     std::span<std::byte> chunk(bounce_.data() + boff, len);
     if (Status s = log_.store().read(nvcache::kDataOffset + off, chunk); !s.is_ok()) {
       counters_.last_error = s.to_string();
@@ -168,6 +181,10 @@ void MirrorSender::handle(const std::vector<std::byte>& bytes) {
             std::chrono::duration_cast<std::chrono::microseconds>(last_heard_ - commit_times_.front().second).count();
       commit_times_.erase(commit_times_.begin());
     }
+    if (degraded_ && state_ == MirrorState::kMirroring && conn_acked_pos_ >= filled_.pos) {
+      degraded_ = false;  // the policy gave up while connected; the partner has caught up
+      options_.logger.info("writes are mirrored again (no longer degraded)");
+    }
     if (state_ == MirrorState::kResyncing && conn_acked_pos_ >= resync_target_) {
       set_state_locked(MirrorState::kMirroring, "the mirror holds everything up to position " +
                                                     std::to_string(resync_target_));
@@ -213,14 +230,28 @@ bool MirrorSender::connect_and_handshake() {
                                   options_.connect_timeout);
   if (!conn) return fail(conn.status().message());
   std::shared_ptr<Connection> c = std::move(*conn);
+  {
+    std::lock_guard lock(mu_);
+    set_state_locked(MirrorState::kConnecting, "connected to " + c->peer() + "; handshake");
+  }
+  auto handshake_failed = [&](const std::string& why) {
+    {
+      std::lock_guard lock(mu_);
+      set_state_locked(MirrorState::kDisconnected, why);
+    }
+    return fail(why);
+  };
   auto first = next_message(*c, milliseconds(2000));
-  if (!first) return fail("handshake: " + first.status().message());
+  if (!first) return handshake_failed("handshake: " + first.status().message());
   if (const auto* r = std::get_if<Refuse>(&*first))
-    return fail(std::string("partner refused: ") + refuse_reason_name(r->reason) + ": " + r->text);
+    return handshake_failed(std::string("partner refused: ") + refuse_reason_name(r->reason) + ": " + r->text);
   const auto* hello = std::get_if<Hello>(&*first);
-  if (!hello) return fail("handshake: the partner did not start with HELLO");
+  if (!hello) return handshake_failed("handshake: the partner did not start with HELLO");
+  if (hello->node_id != options_.partner_node_id)
+    return handshake_failed("handshake: node " + std::to_string(hello->node_id) + " answered, not node " +
+                            std::to_string(options_.partner_node_id));
   if (hello->mr_bytes != log_.store().size())
-    return fail("partner mirror holds " + std::to_string(hello->mr_bytes) + " bytes, this ring " +
+    return handshake_failed("partner mirror holds " + std::to_string(hello->mr_bytes) + " bytes, this ring " +
                 std::to_string(log_.store().size()));
   const nvcache::RingHeader header = log_.header();
   const nvcache::TrimPoint filled = log_.filled_point();
@@ -235,17 +266,18 @@ bool MirrorSender::connect_and_handshake() {
   auth.trim_pos = header.trim_pos;
   auth.nonce = random_nonce();
   auth.mac = hmac(options_.key, auth_mac_input(*hello, auth));
-  if (Status s = c->send_message(encode(auth)); !s.is_ok()) return fail(s.message());
+  if (Status s = c->send_message(encode(auth)); !s.is_ok()) return handshake_failed(s.message());
   auto reply = next_message(*c, milliseconds(2000));
-  if (!reply) return fail("handshake: " + reply.status().message());
+  if (!reply) return handshake_failed("handshake: " + reply.status().message());
   if (const auto* r = std::get_if<Refuse>(&*reply))
-    return fail(std::string("partner refused: ") + refuse_reason_name(r->reason) + ": " + r->text);
+    return handshake_failed(std::string("partner refused: ") + refuse_reason_name(r->reason) + ": " + r->text);
   const auto* accept = std::get_if<Accept>(&*reply);
-  if (!accept) return fail("handshake: expected ACCEPT");
-  if (!hmac_verify(options_.key, accept_mac_input(auth, hello->node_id), accept->mac))
-    return fail("handshake: the partner does not prove the shared key");
+  if (!accept) return handshake_failed("handshake: expected ACCEPT");
+  if (!hmac_verify(options_.key, accept_mac_input(auth, hello->node_id, accept->mr_key, accept->mr_base),
+                   accept->mac))
+    return handshake_failed("handshake: the partner does not prove the shared key");
   auto bounce = c->register_region(bounce_.data(), bounce_.size(), false, std::random_device{}());
-  if (!bounce) return fail(bounce.status().message());
+  if (!bounce) return handshake_failed(bounce.status().message());
 
   // What the mirror lacks: from where it says it holds this ring and session, else from the
   // trim point (a new session of ours may have rewritten what came after its position).
@@ -258,10 +290,14 @@ bool MirrorSender::connect_and_handshake() {
     return false;
   }
   conn_ = c;
-  remote_ = Region{nullptr, nullptr, hello->mr_key, hello->mr_base};
+  remote_ = Region{nullptr, nullptr, accept->mr_key, accept->mr_base};
   bounce_region_ = *bounce;
   filled_ = std::max(filled_, filled, [](auto& a, auto& b) { return a.lsn < b.lsn; });
   ship_pos_ = conn_acked_pos_ = from;
+  told_trim_pos_ = header.trim_pos;  // AUTH carried it
+  // The mirror holds every byte before `from` (it said so, e.g. after its restart found bytes
+  // whose ACK never came): writes waiting for them are mirrored, and no ACK will name them.
+  mirrored_pos_ = std::max(mirrored_pos_, from);
   resync_target_ = filled_.pos;
   last_heard_ = last_sent_ = Clock::now();
   ++counters_.connects;
@@ -277,6 +313,7 @@ bool MirrorSender::connect_and_handshake() {
     }
   }
   ship_locked();
+  mirrored_cv_.notify_all();
   return true;
 }
 
@@ -314,11 +351,12 @@ void MirrorSender::run() {
                   std::to_string(duration_cast<milliseconds>(now - last_heard_).count()) + " ms");
       continue;
     }
-    if (trim_dirty_) {
+    // This thread is also the one that frees send slots (poll): never wait for one here.
+    if (trim_dirty_ && conn_->can_post(1)) {
       trim_dirty_ = false;
-      send_locked(Trim{trim_header_.trim_lsn, trim_header_.trim_pos, trim_header_.trim_session});
+      send_trim_locked(trim_header_);
     }
-    if (conn_ && now - last_sent_ >= options_.heartbeat_interval)
+    if (conn_ && now - last_sent_ >= options_.heartbeat_interval && conn_->can_post(1))
       send_locked(Heartbeat{seq_, static_cast<uint64_t>(duration_cast<std::chrono::microseconds>(
                                                               now.time_since_epoch()).count())});
     ship_locked();

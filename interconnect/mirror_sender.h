@@ -103,6 +103,7 @@ class MirrorSender : public nvcache::Replicator {
   void drop_locked(const std::string& why);   // requires mu_
   void set_state_locked(MirrorState s, const std::string& why);  // requires mu_
   void send_locked(const Message& m);         // requires mu_
+  void send_trim_locked(const nvcache::RingHeader& header);  // requires mu_
   void handle(const std::vector<std::byte>& bytes);
 
   nvcache::Log& log_;
@@ -129,6 +130,7 @@ class MirrorSender : public nvcache::Replicator {
   uint64_t resync_target_ = 0;     // kResyncing ends when the partner holds this position
   bool degraded_ = false;
   bool trim_dirty_ = false;
+  uint64_t told_trim_pos_ = 0;     // the newest trim position sent to the mirror on this connection
   nvcache::RingHeader trim_header_;
   std::chrono::steady_clock::time_point last_heard_{}, last_sent_{};
   std::vector<std::pair<uint64_t, std::chrono::steady_clock::time_point>> commit_times_;

@@ -61,9 +61,9 @@ class Reader {
 
 constexpr size_t body_size(MsgType t) {
   switch (t) {
-    case MsgType::kHello: return 4 + kNonceBytes + 8 * 4 + 4 + 8;
+    case MsgType::kHello: return 4 + kNonceBytes + 8 + 8 + 4 + 8;
     case MsgType::kAuth: return 4 + 8 + 8 + 8 + 4 + 4 + 8 + 8 + kNonceBytes + kMacBytes;
-    case MsgType::kAccept: return kMacBytes;
+    case MsgType::kAccept: return 16 + kMacBytes;
     case MsgType::kRefuse: return 4 + kReasonBytes;
     case MsgType::kCommit: return 24;
     case MsgType::kAck: return 16;
@@ -134,13 +134,13 @@ std::vector<std::byte> encode(const Message& m, uint32_t seq) {
       [&](const auto& b) {
         using T = std::decay_t<decltype(b)>;
         if constexpr (std::is_same_v<T, Hello>) {
-          w.put(b.node_id); w.put(b.nonce); w.put(b.mr_key); w.put(b.mr_base); w.put(b.mr_bytes);
+          w.put(b.node_id); w.put(b.nonce); w.put(b.mr_bytes);
           w.put(b.ring_id); w.put(b.session); w.put(b.have_pos);
         } else if constexpr (std::is_same_v<T, Auth>) {
           put_auth_fields(w, b);
           w.put(b.mac);
         } else if constexpr (std::is_same_v<T, Accept>) {
-          w.put(b.mac);
+          w.put(b.mr_key); w.put(b.mr_base); w.put(b.mac);
         } else if constexpr (std::is_same_v<T, Refuse>) {
           w.put(static_cast<uint32_t>(b.reason)); w.put_text(b.text, kReasonBytes);
         } else if constexpr (std::is_same_v<T, Commit>) {
@@ -185,8 +185,8 @@ Result<Message> decode(std::span<const std::byte> bytes) {
   switch (t) {
     case MsgType::kHello: {
       Hello m;
-      m.node_id = r.get<uint32_t>(); r.get(m.nonce); m.mr_key = r.get<uint64_t>();
-      m.mr_base = r.get<uint64_t>(); m.mr_bytes = r.get<uint64_t>(); m.ring_id = r.get<uint64_t>();
+      m.node_id = r.get<uint32_t>(); r.get(m.nonce);
+      m.mr_bytes = r.get<uint64_t>(); m.ring_id = r.get<uint64_t>();
       m.session = r.get<uint32_t>(); m.have_pos = r.get<uint64_t>();
       return Message(m);
     }
@@ -199,7 +199,7 @@ Result<Message> decode(std::span<const std::byte> bytes) {
     }
     case MsgType::kAccept: {
       Accept m;
-      r.get(m.mac);
+      m.mr_key = r.get<uint64_t>(); m.mr_base = r.get<uint64_t>(); r.get(m.mac);
       return Message(m);
     }
     case MsgType::kRefuse: {
@@ -244,13 +244,16 @@ std::vector<uint8_t> auth_mac_input(const Hello& hello, const Auth& auth) {
   return bytes;
 }
 
-std::vector<uint8_t> accept_mac_input(const Auth& auth, uint32_t receiver_node_id) {
+std::vector<uint8_t> accept_mac_input(const Auth& auth, uint32_t receiver_node_id,
+                                      uint64_t mr_key, uint64_t mr_base) {
   std::vector<std::byte> out;
   Writer w(out);
   w.put_text("hafs-accept", 12);
   w.put(auth.nonce);
   w.put(auth.node_id);
   w.put(receiver_node_id);
+  w.put(mr_key);
+  w.put(mr_base);
   std::vector<uint8_t> bytes(out.size());
   std::memcpy(bytes.data(), out.data(), out.size());
   return bytes;

@@ -20,7 +20,7 @@
 namespace hafs::interconnect {
 
 inline constexpr uint32_t kWireMagic = 0x574D4148u;  // "HAMW" as LE bytes
-inline constexpr uint16_t kWireVersion = 1;
+inline constexpr uint16_t kWireVersion = 2;  // 2: the mirror region is offered in ACCEPT
 inline constexpr size_t kHeaderBytes = 24;
 inline constexpr size_t kNonceBytes = 16;
 inline constexpr size_t kMacBytes = 32;               // HMAC-SHA256
@@ -42,9 +42,7 @@ const char* msg_type_name(MsgType t);
 struct Hello {
   uint32_t node_id = 0;
   std::array<uint8_t, kNonceBytes> nonce{};
-  uint64_t mr_key = 0;     // remote key of the mirror region
-  uint64_t mr_base = 0;    // address of the region's byte 0 as the fabric wants it (0: offsets)
-  uint64_t mr_bytes = 0;   // size of the region = the mirror store = the partner's ring
+  uint64_t mr_bytes = 0;   // size of the mirror store = the partner's ring (not yet registered)
   uint64_t ring_id = 0;    // ring the mirror currently holds (0: none)
   uint32_t session = 0;    // the sender session whose bytes it holds
   uint64_t have_pos = 0;   // it holds every byte of that session's ring before this position
@@ -64,7 +62,10 @@ struct Auth {
 };
 
 struct Accept {
-  std::array<uint8_t, kMacBytes> mac{};  // HMAC(key, "hafs-accept" | auth.nonce | node ids)
+  // The mirror region is registered only now, for an authenticated sender.
+  uint64_t mr_key = 0;     // remote key of the mirror region (fresh per connection)
+  uint64_t mr_base = 0;    // address of the region's byte 0 as the fabric wants it (0: offsets)
+  std::array<uint8_t, kMacBytes> mac{};  // HMAC(key, "hafs-accept" | auth.nonce | ids | mr_key | mr_base)
 };
 
 enum class RefuseReason : uint32_t {
@@ -110,6 +111,7 @@ Result<Message> decode(std::span<const std::byte> bytes);
 
 // The bytes an HMAC covers (docs/wire-protocol.md, "authentication").
 std::vector<uint8_t> auth_mac_input(const Hello& hello, const Auth& auth);
-std::vector<uint8_t> accept_mac_input(const Auth& auth, uint32_t receiver_node_id);
+std::vector<uint8_t> accept_mac_input(const Auth& auth, uint32_t receiver_node_id,
+                                      uint64_t mr_key, uint64_t mr_base);
 
 }  // namespace hafs::interconnect

@@ -98,7 +98,7 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
                                 std::span<const std::byte> data) {
   if (object.key.size() > kMaxKeyBytes)
     return Status::error(Code::kInvalidArgument, "object key longer than 128 bytes");
-  uint64_t last_lsn = 0, last_end_pos = 0;
+  uint64_t last_lsn = 0;
   size_t done = 0;
   // Pins taken below, released when this write is durable everywhere it must be (see below).
   std::vector<std::pair<uint64_t, uint64_t>> pins;
@@ -142,22 +142,19 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
                                          r->pos + payload_offset(static_cast<uint16_t>(spec.key.size())),
                                          r->pos});
     }
-    if (Status completed = log_->complete(*r); !completed.is_ok()) {
-      release_pins();
-      return completed;
-    }
+    Status durable = log_->complete(*r);
+    // Mirrored record by record: a pin must not be held across the next reservation, which may
+    // have to wait for the very trim the pin holds back (a small ring, a large write).
+    if (Replicator* rep = replicator_.load(std::memory_order_acquire); durable.is_ok() && rep)
+      durable = rep->wait_mirrored(r->end_pos());
+    release_pins();
+    HAFS_RETURN_IF_ERROR(durable);
     last_lsn = r->lsn;
-    last_end_pos = r->end_pos();
     done += len;
     records_appended_.fetch_add(1, std::memory_order_relaxed);
     bytes_appended_.fetch_add(len, std::memory_order_relaxed);
   } while (done < data.size());
   if (under_pressure()) wake_destager();
-  Status mirrored;
-  if (Replicator* rep = replicator_.load(std::memory_order_acquire))
-    mirrored = rep->wait_mirrored(last_end_pos);  // acks are cumulative
-  release_pins();
-  HAFS_RETURN_IF_ERROR(mirrored);
   return last_lsn;
 }
 
