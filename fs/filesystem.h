@@ -37,6 +37,9 @@ struct FsOptions {
   Logger logger;
   double attr_timeout_s = 1.0;   // how long the kernel may cache attributes and entries
   bool sync_metadata = true;     // sync file + directory before acknowledging metadata (I1)
+  // Asked before a write is acknowledged: false (this node's lease on the volume ran out, or it
+  // was fenced) fails the write with EIO. Null: always acknowledge (no membership).
+  std::function<bool(const Volume&)> may_acknowledge;
 };
 
 class Filesystem {

@@ -158,6 +158,12 @@ void Filesystem::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size,
   OpenFile* of = open_file(fi);
   Inode& inode = *of->inode;
   Volume& vol = *inode.volume;
+  // A volume that left this node's tree (fenced, given back) takes no more writes, and none is
+  // acknowledged without a valid lease (a node that froze past its lease and woke up).
+  auto may_ack = [&] {
+    return volume_by_id(vol.id()) == &vol && (!options_.may_acknowledge || options_.may_acknowledge(vol));
+  };
+  if (!may_ack()) return (void)fuse_reply_err(req, EIO);
   if (cache_ && vol.mode() == WriteMode::kStaged && !inode.unlinked.load()) {
     auto lsn = cache_->write(object_of(inode), vol.epoch(), off,
                              std::as_bytes(std::span(buf, size)));
@@ -166,6 +172,7 @@ void Filesystem::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size,
       return (void)fuse_reply_err(req, lsn.status().to_errno());
     }
     inode.staged_mtime_ns.store(now_ns(), std::memory_order_relaxed);
+    if (!may_ack()) return (void)fuse_reply_err(req, EIO);  // fenced while this write waited
     return (void)fuse_reply_write(req, size);
   }
   // Write-through, or a file with no name left (the destager could not reopen it by handle):

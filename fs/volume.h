@@ -44,6 +44,9 @@ class Volume {
   WriteMode mode() const { return mode_; }
   int root_fd() const { return root_fd_; }  // O_RDONLY|O_DIRECTORY
   uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+  // The node that serves it normally (membership; 0 when unknown).
+  uint32_t home_node() const { return home_node_; }
+  void set_home_node(uint32_t node) { home_node_ = node; }
   void set_epoch(uint64_t epoch) { epoch_.store(epoch, std::memory_order_release); }
 
   // The inode number hafs shows for a medium inode of this volume.
@@ -71,6 +74,7 @@ class Volume {
   int handle_type_ = 0;
   unsigned handle_bytes_ = 0;
   std::atomic<uint64_t> epoch_{1};
+  uint32_t home_node_ = 0;
 };
 
 // The persistent handle of an open file as an opaque key: 4 bytes of handle type (LE), then the

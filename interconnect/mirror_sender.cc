@@ -57,6 +57,17 @@ void MirrorSender::set_degrade_policy(DegradePolicy policy) {
   policy_ = std::move(policy);
 }
 
+void MirrorSender::force_degraded(bool degraded) {
+  if (!degraded) return;
+  std::lock_guard lock(mu_);
+  if (degraded_) return;
+  degraded_ = true;
+  options_.logger.warn("membership: partner node %u is down or cut off: writes are now "
+                       "acknowledged from the local NV log alone (DEGRADED)",
+                       options_.partner_node_id);
+  mirrored_cv_.notify_all();
+}
+
 void MirrorSender::set_state_locked(MirrorState s, const std::string& why) {
   if (s == state_) return;
   options_.logger.info("mirror to node %u: %s -> %s (%s)", options_.partner_node_id,

@@ -88,6 +88,9 @@ class MirrorSender : public nvcache::Replicator {
   void start();
   void stop();
   void set_degrade_policy(DegradePolicy policy);
+  // Membership's verdict: the partner is down or cut off, stop waiting for it now (true). The
+  // degraded state ends by itself once a reconnect's resync has caught up; false is a no-op.
+  void force_degraded(bool degraded);
 
   // nvcache::Replicator
   void filled(nvcache::TrimPoint filled) override;

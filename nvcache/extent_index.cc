@@ -164,13 +164,15 @@ std::optional<uint64_t> ExtentIndex::staged_end(const ObjectId& object) const {
 
 bool ExtentIndex::contains(const ObjectId& object) const { return find(object) != nullptr; }
 
-std::vector<ObjectId> ExtentIndex::objects_to_destage(uint64_t max_lsn, uint64_t max_bytes) const {
+std::vector<ObjectId> ExtentIndex::objects_to_destage(
+    uint64_t max_lsn, uint64_t max_bytes, const std::function<bool(uint32_t)>& eligible) const {
   std::vector<ObjectId> out;
   std::unordered_set<const Object*> seen;
   uint64_t bytes = 0;
   for (const auto& x : by_lsn_) {
     if (x.e.lsn > max_lsn || bytes >= max_bytes) break;
     if (!seen.insert(x.object).second) continue;
+    if (eligible && !eligible(x.object->id.volume_id)) continue;
     out.push_back(x.object->id);
     for (const auto& y : x.object->extents) bytes += y.e.length;
   }

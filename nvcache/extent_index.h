@@ -14,6 +14,7 @@
 
 #include <boost/intrusive/set.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -62,7 +63,10 @@ class ExtentIndex {
   bool contains(const ObjectId& object) const;
 
   // Objects that hold extents with LSN <= max_lsn, oldest first, until about max_bytes.
-  std::vector<ObjectId> objects_to_destage(uint64_t max_lsn, uint64_t max_bytes) const;
+  // Objects of volumes `eligible` refuses are passed over (their extents stay).
+  std::vector<ObjectId> objects_to_destage(
+      uint64_t max_lsn, uint64_t max_bytes,
+      const std::function<bool(uint32_t volume_id)>& eligible = {}) const;
   // Removes the object's extents with LSN <= max_lsn (those a destage wrote).
   void remove_upto(const ObjectId& object, uint64_t max_lsn);
   void drop_object(const ObjectId& object);

@@ -187,16 +187,18 @@ bool NvCache::under_pressure() const {
   return index_.extent_count() * 2 >= options_.max_extents;
 }
 
-Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only) {
+Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64_t upto_lsn) {
   const TrimPoint complete = log_->complete_point();
-  const uint64_t max_lsn = complete.lsn - 1;  // every record up to here is durable and indexed
+  // Every record up to complete.lsn - 1 is durable and indexed.
+  const uint64_t max_lsn = std::min(complete.lsn - 1, upto_lsn);
   std::vector<ObjectId> objects;
   {
     std::shared_lock lock(index_mu_);
     if (only) {
-      if (index_.contains(*only)) objects.push_back(*only);
+      if (index_.contains(*only) && destage_eligible(only->volume_id)) objects.push_back(*only);
     } else {
-      objects = index_.objects_to_destage(max_lsn, options_.destage_batch_bytes);
+      objects = index_.objects_to_destage(max_lsn, options_.destage_batch_bytes,
+                                          [this](uint32_t v) { return destage_eligible(v); });
     }
   }
   if (objects.empty()) {
@@ -277,17 +279,33 @@ void NvCache::set_replicator(Replicator* replicator) {
 
 Status NvCache::flush_all() {
   std::lock_guard lock(destage_mu_);
-  const uint64_t target_lsn = log_->complete_point().lsn;
+  // Passes until one finds nothing left of what was complete when the flush began (paused
+  // volumes' records stay; writes that come meanwhile are the next flush's).
+  const uint64_t upto = log_->complete_point().lsn - 1;
   for (;;) {
-    {
-      std::shared_lock lock2(index_mu_);
-      auto oldest = index_.oldest();
-      if (!oldest || oldest->first >= target_lsn) break;
-    }
-    auto r = destage_pass(std::nullopt);
+    auto r = destage_pass(std::nullopt, upto);
     if (!r) return r.status();
+    if (*r == 0) break;
   }
   return trim_locked();
+}
+
+bool NvCache::destage_eligible(uint32_t volume_id) const {
+  std::lock_guard lock(paused_mu_);
+  return !paused_volumes_.count(volume_id);
+}
+
+void NvCache::pause_volume(uint32_t volume_id) {
+  std::lock_guard lock(paused_mu_);
+  paused_volumes_.insert(volume_id);
+}
+
+void NvCache::resume_volume(uint32_t volume_id) {
+  {
+    std::lock_guard lock(paused_mu_);
+    paused_volumes_.erase(volume_id);
+  }
+  wake_destager();
 }
 
 void NvCache::discard_volume(uint32_t volume_id) {

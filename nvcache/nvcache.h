@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <set>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -115,6 +116,10 @@ class NvCache {
   // Forgets a volume's staged extents without destaging them (records stay in the ring until
   // trimmed past). For records that another node already applied after a takeover.
   void discard_volume(uint32_t volume_id);
+  // A paused volume's records are not destaged (they stay staged and hold the trim back) until
+  // it is resumed: membership pauses a volume this node does not own, or was fenced from.
+  void pause_volume(uint32_t volume_id);
+  void resume_volume(uint32_t volume_id);
 
   NvCacheStats stats() const;
   Log& log() { return *log_; }
@@ -127,7 +132,7 @@ class NvCache {
   NvCache(Store& store, DestageTarget& target, NvCacheOptions options);
   // One destage of up to destage_batch_bytes (or of `only` when given), then trim. Requires
   // destage_mu_. Returns how many objects it destaged.
-  Result<size_t> destage_pass(const std::optional<ObjectId>& only);
+  Result<size_t> destage_pass(const std::optional<ObjectId>& only, uint64_t upto_lsn = UINT64_MAX);
   Status trim_locked();  // requires destage_mu_
   void destager_main();
   bool under_pressure() const;
@@ -155,6 +160,10 @@ class NvCache {
   bool wake_ = false;                   // GUARDED_BY(wake_mu_)
   bool stopping_ = false;               // GUARDED_BY(wake_mu_)
   std::thread destager_;
+
+  mutable std::mutex paused_mu_;
+  std::set<uint32_t> paused_volumes_;   // GUARDED_BY(paused_mu_)
+  bool destage_eligible(uint32_t volume_id) const;
 
   std::atomic<uint64_t> records_appended_{0};
   std::atomic<uint64_t> bytes_appended_{0};

@@ -2,6 +2,7 @@
 //
 //   hafsctl [--socket PATH | --node N] [--timeout S] status [--json]
 //   hafsctl ... flush [VOLUME]
+//   hafsctl ... giveback VOLUME
 //   hafsctl ... fault list | fault arm SITE ACTION [--always] [--probability P] | fault clear [SITE]
 //
 // Exit codes: 0 done; 1 hafsd answered with an error; 2 bad command line; 3 hafsd could not be
@@ -174,6 +175,9 @@ int main(int argc, char** argv) {
   std::string volume;
   auto* flush = app.add_subcommand("flush", "destage everything staged now");
   flush->add_option("volume", volume, "a volume of this node (the whole NV log is destaged)");
+  std::string giveback_volume;
+  auto* giveback = app.add_subcommand("giveback", "hand a taken-over volume back to its home node");
+  giveback->add_option("volume", giveback_volume, "the volume (its home is the partner)")->required();
   auto* fault = app.add_subcommand("fault", "named fault sites");
   fault->require_subcommand(1);
   auto* fault_list = fault->add_subcommand("list", "every fault site, and the armed ones");
@@ -197,6 +201,7 @@ int main(int argc, char** argv) {
   json request;
   if (*status) request = {{"op", "status"}};
   else if (*flush) request = {{"op", "flush"}, {"volume", volume}};
+  else if (*giveback) request = {{"op", "giveback"}, {"volume", giveback_volume}};
   else if (*fault_list) request = {{"op", "fault.list"}};
   else if (*fault_arm) {
     request = {{"op", "fault.arm"}, {"site", site}, {"action", action}, {"always", always}};

@@ -42,8 +42,8 @@ Result<VolumeConfig> parse_volume_flag(const std::string& text) {
   std::string part;
   std::istringstream in(text);
   while (std::getline(in, part, ':')) f.push_back(part);
-  if (f.size() < 3 || f.size() > 4)
-    return bad("volume", "expected NAME:ID:PATH[:MODE], got '" + text + "'");
+  if (f.size() < 3 || f.size() > 5)
+    return bad("volume", "expected NAME:ID:PATH[:MODE[:HOME]], got '" + text + "'");
   VolumeConfig v;
   v.name = f[0];
   try {
@@ -55,8 +55,18 @@ Result<VolumeConfig> parse_volume_flag(const std::string& text) {
     return bad("volume", "id '" + f[1] + "' is not a number");
   }
   v.path = f[2];
-  if (f.size() == 4 && !fs::parse_write_mode(f[3], &v.mode))
+  if (f.size() >= 4 && !fs::parse_write_mode(f[3], &v.mode))
     return bad("volume", "mode '" + f[3] + "' is not staged or write-through");
+  if (f.size() == 5) {
+    try {
+      size_t used = 0;
+      unsigned long home = std::stoul(f[4], &used);
+      if (used != f[4].size() || home == 0 || home > (1u << 30)) throw std::invalid_argument("home");
+      v.home = static_cast<uint32_t>(home);
+    } catch (const std::exception&) {
+      return bad("volume", "home node '" + f[4] + "' is not a node id");
+    }
+  }
   return v;
 }
 
@@ -132,13 +142,15 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
   }
 
   static const std::set<std::string> kTop = {"node_id", "mount", "control_socket", "log_level",
-                                             "nvlog", "fs", "volume", "interconnect"};
+                                             "nvlog", "fs", "volume", "interconnect", "membership"};
+  static const std::set<std::string> kMembership = {"dir", "lease_ms", "margin_ms", "settle_ms", "tick_ms",
+                                                    "partner_silence_ms", "auto_giveback", "giveback_delay_ms"};
   static const std::set<std::string> kInterconnect = {
       "provider", "listen", "partner_node_id", "partner", "key_file", "key", "mirror_path",
       "mirror_wait_ms", "heartbeat_ms", "silence_limit_ms"};
   static const std::set<std::string> kNvlog = {"path", "size", "mode", "destage_interval_ms"};
   static const std::set<std::string> kFs = {"attr_timeout_s", "sync_metadata", "threads"};
-  static const std::set<std::string> kVolume = {"name", "id", "path", "mode"};
+  static const std::set<std::string> kVolume = {"name", "id", "path", "mode", "home"};
 
   for (auto&& [k, node] : root) {
     const std::string key(k.str());
@@ -233,6 +245,27 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
           }
         }
       }
+    } else if (key == "membership") {
+      if (!node.is_table()) return bad(key, "expected a table");
+      auto& m = c.membership;
+      for (auto&& [k2, n2] : *node.as_table()) {
+        const std::string name(k2.str()), sub = "membership." + name;
+        if (!kMembership.count(name)) return bad(sub, "unknown setting");
+        if (name == "dir") {
+          auto v = get_string(n2, sub);
+          if (!v) return v.status();
+          m.dir = *v;
+        } else if (name == "auto_giveback") {
+          if (!n2.is_boolean()) return bad(sub, "expected true or false");
+          m.auto_giveback = *n2.value<bool>();
+        } else {
+          auto v = get_int<uint32_t>(n2, sub, 1, 3600000);
+          if (!v) return v.status();
+          (name == "lease_ms" ? m.lease_ms : name == "margin_ms" ? m.margin_ms : name == "settle_ms" ? m.settle_ms
+           : name == "tick_ms" ? m.tick_ms : name == "partner_silence_ms" ? m.partner_silence_ms
+                                                                          : m.giveback_delay_ms) = *v;
+        }
+      }
     } else if (key == "volume") {
       if (!node.is_array_of_tables()) return bad(key, "expected [[volume]] tables");
       for (auto& el : *node.as_array()) {
@@ -252,6 +285,10 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
             auto s = get_string(n2, sub);
             if (!s) return s.status();
             v.path = *s;
+          } else if (sub == "volume.home") {
+            auto i = get_int<uint32_t>(n2, sub, 1, 1u << 30);
+            if (!i) return i.status();
+            v.home = *i;
           } else if (sub == "volume.mode") {
             auto s = get_string(n2, sub);
             if (!s) return s.status();
@@ -263,6 +300,8 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
     }
   }
   for (auto& v : flag_volumes) c.volumes.push_back(v);
+  for (auto& v : c.volumes)
+    if (v.home == 0) v.home = c.node_id;
 
   // Cross-checks.
   if (c.node_id == 0) return bad("node_id", "missing (1..2^30)");
@@ -272,6 +311,14 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
     return bad("nvlog.size", std::to_string(c.nvlog_size) +
                                  " bytes is not a multiple of 4096 between 72KiB and 1TiB");
   if (c.volumes.empty()) return bad("volume", "no volume configured");
+  for (const auto& v : c.volumes) {
+    if (v.home == c.node_id) continue;
+    if (!c.has_membership() || v.home != c.interconnect.partner_node_id)
+      return bad("volume.home", "volume '" + v.name + "' has home node " + std::to_string(v.home) +
+                                    ": a volume of another node needs [membership] and that node as the partner");
+  }
+  if (c.has_membership() && !c.mirrored())
+    return bad("membership.dir", "membership needs a partner ([interconnect])");
   if (c.mirrored()) {
     const auto& ic = c.interconnect;
     if (ic.partner_node_id == c.node_id) return bad("interconnect.partner_node_id", "is this node's own id");

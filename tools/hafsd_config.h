@@ -18,6 +18,7 @@ struct VolumeConfig {
   uint32_t id = 0;
   std::string path;
   fs::WriteMode mode = fs::WriteMode::kStaged;
+  uint32_t home = 0;  // node that serves it normally (0: this node)
 };
 
 struct HafsdConfig {
@@ -53,6 +54,20 @@ struct HafsdConfig {
     uint32_t silence_limit_ms = 1000;   // no message from the partner for this long: reconnect
   } interconnect;
   bool mirrored() const { return interconnect.partner_node_id != 0; }
+
+  // Membership ([membership]); off when dir is empty: the node then serves its own volumes and
+  // never takes over.
+  struct Membership {
+    std::string dir;                    // on the shared storage medium, the same for both nodes
+    uint32_t lease_ms = 2000;
+    uint32_t margin_ms = 250;
+    uint32_t settle_ms = 250;
+    uint32_t tick_ms = 500;
+    uint32_t partner_silence_ms = 2000;
+    bool auto_giveback = true;
+    uint32_t giveback_delay_ms = 30000;
+  } membership;
+  bool has_membership() const { return !membership.dir.empty(); }
 };
 
 // Parses "123", "64KiB", "256MiB", "1GiB", "4K", "8M", "2G" into bytes.

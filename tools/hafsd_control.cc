@@ -61,11 +61,33 @@ json node_status(const NodeView& n) {
                              {"errors", st.destage_errors},
                              {"last_error", st.last_destage_error}}}};
   json vols = json::array();
-  for (const fs::Volume* v : n.volumes)
-    vols.push_back({{"name", v->name()}, {"id", v->id()}, {"path", v->path()},
-                    {"mode", fs::write_mode_name(v->mode())}, {"owner", c.node_id},
-                    {"epoch", v->epoch()},
-                    {"state", n.sender && n.sender->stats().degraded ? "degraded" : "normal"}});
+  const bool degraded = n.sender && n.sender->stats().degraded;
+  if (n.monitor) {
+    const membership::MonitorStatus ms = n.monitor->status();
+    s["node"]["state"] = membership::node_state_name(ms.state);
+    for (const fs::Volume* v : n.volumes) {
+      json row = {{"name", v->name()}, {"id", v->id()}, {"path", v->path()},
+                  {"mode", fs::write_mode_name(v->mode())}, {"home", v->home_node()},
+                  {"owner", 0}, {"epoch", 0}, {"state", "unknown"}};
+      for (const auto& mv : ms.volumes)
+        if (mv.id == v->id())
+          row.update({{"owner", mv.owner}, {"epoch", mv.epoch}, {"state", membership::volume_state_name(mv.state)}});
+      vols.push_back(row);
+    }
+    s["membership"] = {{"state", membership::node_state_name(ms.state)},
+                       {"partner_disk_alive", ms.partner_disk_alive},
+                       {"interconnect_alive", ms.interconnect_alive},
+                       {"degraded", ms.degraded},
+                       {"transitions", ms.transitions},
+                       {"last_takeover", n.actions ? n.actions->last_takeover() : json()}};
+  } else {
+    for (const fs::Volume* v : n.volumes)
+      vols.push_back({{"name", v->name()}, {"id", v->id()}, {"path", v->path()},
+                      {"mode", fs::write_mode_name(v->mode())}, {"home", v->home_node()},
+                      {"owner", c.node_id}, {"epoch", v->epoch()},
+                      {"state", degraded ? "degraded" : "normal"}});
+    s["membership"] = nullptr;
+  }
   s["volumes"] = vols;
   if (n.sender) {
     const auto m = n.sender->stats();
@@ -114,6 +136,16 @@ Result<json> handle_control(const NodeView& n, const json& request) {
     HAFS_RETURN_IF_ERROR(n.cache->flush_all());
     const auto st = n.cache->stats();
     return json{{"staged_bytes", st.staged_bytes}, {"trim_lsn", st.trim_lsn}};
+  }
+  if (op == "giveback") {
+    if (!n.monitor) return Status::error(Code::kInvalidArgument, "this node runs without membership");
+    const std::string volume = request.value("volume", "");
+    for (const fs::Volume* v : n.volumes)
+      if (v->name() == volume) {
+        HAFS_RETURN_IF_ERROR(n.monitor->request_giveback(v->id()));
+        return json{{"giveback", volume}, {"queued", true}};
+      }
+    return Status::error(Code::kNotFound, "no volume '" + volume + "' in this pair");
   }
   if (op == "fault.list") {
     json sites = json::array();

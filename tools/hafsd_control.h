@@ -13,7 +13,9 @@
 #include "interconnect/mirror_receiver.h"
 #include "interconnect/mirror_sender.h"
 #include "nvcache/nvcache.h"
+#include "membership/monitor.h"
 #include "tools/hafsd_config.h"
+#include "tools/hafsd_membership.h"
 
 namespace hafs::tools {
 
@@ -27,6 +29,8 @@ struct NodeView {
   std::vector<fs::Volume*> volumes;
   interconnect::MirrorSender* sender = nullptr;      // null when not mirrored
   interconnect::MirrorReceiver* receiver = nullptr;  // null when not mirrored
+  membership::Monitor* monitor = nullptr;            // null without [membership]
+  const NodeActions* actions = nullptr;              // null without [membership]
 };
 
 nlohmann::json node_status(const NodeView& node);

@@ -12,6 +12,8 @@
 #include <cinttypes>
 #include <cstdio>
 #include <random>
+#include <algorithm>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -26,6 +28,9 @@
 #include "tools/control_server.h"
 #include "tools/hafsd_config.h"
 #include "tools/hafsd_control.h"
+#include "tools/hafsd_membership.h"
+#include "membership/monitor.h"
+#include "membership/shared_disk.h"
 
 using namespace hafs;
 
@@ -161,6 +166,7 @@ int main(int argc, char** argv) {
   for (const auto& v : cfg.volumes) {
     auto vol = fs::Volume::open(v.name, v.id, v.path, v.mode);
     if (!vol) return fail(ready, log, vol.status());
+    (*vol)->set_home_node(v.home);
     vols.push_back(std::move(*vol));
   }
   auto resolve = [&](uint32_t id) -> fs::Volume* {
@@ -195,7 +201,11 @@ int main(int argc, char** argv) {
   nvcache::RecoveryReport report;
   auto cache = nvcache::NvCache::open(**store, target, cache_opts, &report);
   if (!cache) return fail(ready, log, cache.status());
-  if (report.records_indexed > 0) {
+  // With membership, nothing is destaged before ownership is known: a volume the partner took
+  // over while this node was away must have its stale records discarded, never applied.
+  if (cfg.has_membership())
+    for (auto& v : vols) (*cache)->pause_volume(v->id());
+  if (report.records_indexed > 0 && !cfg.has_membership()) {
     log.info("destaging %" PRIu64 " recovered records before serving", report.records_indexed);
     if (Status s = (*cache)->flush_all(); !s.is_ok())
       return fail(ready, log, s.with_context("destaging recovered records (they stay in the NV log)"));
@@ -258,8 +268,68 @@ int main(int argc, char** argv) {
   fs_opts.logger = log.child("fs");
   fs_opts.attr_timeout_s = cfg.attr_timeout_s;
   fs_opts.sync_metadata = cfg.sync_metadata;
+  // With membership the lease decides whether a write may be acknowledged.
+  membership::SteadyClock clock;
+  std::unique_ptr<membership::Monitor> monitor;
+  if (cfg.has_membership())
+    fs_opts.may_acknowledge = [&](const fs::Volume& v) {
+      return monitor && monitor->lease_valid(v.id(), v.epoch(), clock.now());
+    };
   fs::Filesystem filesystem(cache->get(), fs_opts);
-  for (auto& v : vols) filesystem.add_volume(v.get());
+  if (!cfg.has_membership())
+    for (auto& v : vols) filesystem.add_volume(v.get());
+
+  // Membership: the monitor decides which volumes this node serves; NodeActions carries it out.
+  std::unique_ptr<membership::DirectoryDisk> disk;
+  std::unique_ptr<tools::NodeActions> actions;
+  std::thread membership_thread;
+  std::mutex membership_mu;
+  std::condition_variable membership_cv;
+  bool membership_stop = false;  // GUARDED_BY(membership_mu)
+  if (cfg.has_membership()) {
+    const auto& mc = cfg.membership;
+    auto d = membership::DirectoryDisk::open(mc.dir);
+    if (!d) return fail(ready, log, d.status().with_context("membership.dir"));
+    disk = std::move(*d);
+    std::vector<fs::Volume*> all;
+    for (auto& v : vols) all.push_back(v.get());
+    actions = std::make_unique<tools::NodeActions>(cfg.node_id, all, &filesystem, cache->get(), &target,
+                                                   mirror_store.get(), sender.get(), log.child("membership"));
+    membership::MonitorConfig mcfg;
+    mcfg.node_id = cfg.node_id;
+    mcfg.partner_id = cfg.interconnect.partner_node_id;
+    for (auto& v : cfg.volumes) mcfg.volumes.push_back({v.id, v.home});
+    std::random_device rd;
+    mcfg.incarnation = (uint64_t{rd()} << 32) | rd();
+    mcfg.lease_ms = mc.lease_ms;
+    mcfg.margin_ms = mc.margin_ms;
+    mcfg.settle_ms = mc.settle_ms;
+    mcfg.tick_ms = mc.tick_ms;
+    mcfg.partner_silence_ms = mc.partner_silence_ms;
+    mcfg.auto_giveback = mc.auto_giveback;
+    mcfg.giveback_delay_ms = mc.giveback_delay_ms;
+    auto m = membership::Monitor::create(mcfg, clock, *disk, *actions, log.child("membership"));
+    if (!m) return fail(ready, log, m.status().with_context("membership"));
+    monitor = std::move(*m);
+    const auto silence = std::chrono::milliseconds(cfg.interconnect.silence_limit_ms);
+    membership_thread = std::thread([&, silence] {
+      std::unique_lock lock(membership_mu);
+      while (!membership_stop) {
+        lock.unlock();
+        membership::Observation obs;
+        const auto out = sender->stats();
+        const auto in = receiver->stats();
+        const auto heard = [&](int64_t ms) { return ms >= 0 && std::chrono::milliseconds(ms) < silence; };
+        obs.interconnect_alive = heard(out.ms_since_heard) || heard(in.ms_since_heard);
+        obs.mirror_in_sync = out.state == interconnect::MirrorState::kMirroring && !out.degraded;
+        monitor->tick(obs);
+        const auto wait = std::clamp(monitor->next_tick_at() - clock.now(), membership::Millis(1),
+                                     membership::Millis(cfg.membership.tick_ms));
+        lock.lock();
+        membership_cv.wait_for(lock, wait, [&] { return membership_stop; });
+      }
+    });
+  }
 
   // The control socket (hafsctl) comes up before the mount, so that a start-up that hangs in the
   // mount can still be looked at.
@@ -274,6 +344,8 @@ int main(int argc, char** argv) {
   for (auto& v : vols) view.volumes.push_back(v.get());
   view.sender = sender.get();
   view.receiver = receiver.get();
+  view.monitor = monitor.get();
+  view.actions = actions.get();
   auto control = tools::ControlServer::start(
       socket_path, [&view](const nlohmann::json& r) { return tools::handle_control(view, r); },
       log.child("control"));
@@ -305,6 +377,14 @@ int main(int argc, char** argv) {
     std::lock_guard lock(server_mu);
     stopping = true;
     server->reset();  // unmounted
+  }
+  if (membership_thread.joinable()) {  // no decisions while shutting down
+    {
+      std::lock_guard lock(membership_mu);
+      membership_stop = true;
+    }
+    membership_cv.notify_all();
+    membership_thread.join();
   }
   control->reset();
   log.info("unmounted; destaging everything");

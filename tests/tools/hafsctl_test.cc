@@ -185,8 +185,8 @@ const Schema kNvlog = {{"path", T::kString}, {"mode", T::kString}, {"data_bytes"
 const Schema kDestage = {{"passes", T::kUnsigned}, {"bytes", T::kUnsigned}, {"errors", T::kUnsigned},
                          {"last_error", T::kString}};
 const Schema kVolume = {{"name", T::kString}, {"id", T::kUnsigned}, {"path", T::kString},
-                        {"mode", T::kString}, {"owner", T::kUnsigned}, {"epoch", T::kUnsigned},
-                        {"state", T::kString}};
+                        {"mode", T::kString}, {"home", T::kUnsigned}, {"owner", T::kUnsigned},
+                        {"epoch", T::kUnsigned}, {"state", T::kString}};
 const Schema kMirror = {{"partner", T::kUnsigned}, {"state", T::kString}, {"degraded", T::kBool},
                         {"filled_pos", T::kUnsigned}, {"mirrored_pos", T::kUnsigned},
                         {"lag_bytes", T::kUnsigned}, {"lag_lsns", T::kUnsigned},
@@ -214,7 +214,7 @@ void expect_schema(const json& j, const Schema& schema, const std::string& where
 
 void expect_status_schema(const json& s, bool mirrored) {
   ASSERT_TRUE(s.is_object());
-  const std::set<std::string> top = {"node", "nvlog", "volumes", "mirror", "mirror_in", "faults"};
+  const std::set<std::string> top = {"node", "nvlog", "volumes", "mirror", "mirror_in", "membership", "faults"};
   for (const auto& [key, value] : s.items()) EXPECT_TRUE(top.count(key)) << key << " is not documented";
   for (const auto& key : top) ASSERT_TRUE(s.contains(key)) << key << " missing";
   expect_schema(s["node"], kNode, "node");

@@ -1,0 +1,104 @@
+#include "tools/hafsd_membership.h"
+
+namespace hafs::tools {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+int64_t ms_since(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+}  // namespace
+
+NodeActions::NodeActions(uint32_t node_id, std::vector<fs::Volume*> volumes, fs::Filesystem* filesystem,
+                         nvcache::NvCache* cache, nvcache::DestageTarget* target, nvcache::Store* mirror,
+                         interconnect::MirrorSender* sender, Logger logger)
+    : node_id_(node_id), volumes_(std::move(volumes)), fs_(filesystem), cache_(cache), target_(target),
+      mirror_(mirror), sender_(sender), log_(std::move(logger)) {}
+
+fs::Volume* NodeActions::find(membership::VolumeId id) const {
+  for (fs::Volume* v : volumes_)
+    if (v->id() == id) return v;
+  return nullptr;
+}
+
+void NodeActions::fence(membership::VolumeId id) {
+  fs::Volume* v = find(id);
+  if (!v) return;
+  // Stop acknowledging (the volume leaves the tree: its inodes answer ESTALE, writes EIO) and
+  // destaging (its records stay staged until take_over or discard decides).
+  cache_->pause_volume(id);
+  fs_->remove_volume(v->name());
+  log_.warn("volume %s fenced: no longer served or destaged here", v->name().c_str());
+}
+
+Status NodeActions::take_over(membership::VolumeId id, uint64_t epoch) {
+  fs::Volume* v = find(id);
+  if (!v) return Status::error(Code::kNotFound, "no volume with id " + std::to_string(id));
+  const auto start = Clock::now();
+  v->set_epoch(epoch);
+  uint64_t replayed_records = 0, replayed_bytes = 0;
+  int64_t replay_ms = 0;
+  if (v->home_node() != node_id_ && mirror_) {
+    // Every mirrored record of the volume goes to the medium, synced, before it is served (I3).
+    auto rep = nvcache::replay_ring(*mirror_, *target_, [id](uint32_t vol) { return vol == id; }, nullptr,
+                                    log_.child("replay"));
+    if (!rep) return rep.status().with_context("takeover replay of " + v->name());
+    replayed_records = rep->records_applied;
+    replayed_bytes = rep->bytes_applied;
+    replay_ms = ms_since(start);
+  }
+  // Our own staged records of it (a restart, a re-claim after a self-fence) go too.
+  const auto destage_start = Clock::now();
+  cache_->resume_volume(id);
+  HAFS_RETURN_IF_ERROR(cache_->flush_all().with_context("destage before serving " + v->name()));
+  const int64_t destage_ms = ms_since(destage_start), total_ms = ms_since(start);
+  log_.info("volume %s taken over at epoch %llu: replayed %llu extents (%llu bytes) of the partner's "
+            "mirror in %lld ms, destaged own records in %lld ms, %lld ms in all",
+            v->name().c_str(), static_cast<unsigned long long>(epoch),
+            static_cast<unsigned long long>(replayed_records), static_cast<unsigned long long>(replayed_bytes),
+            static_cast<long long>(replay_ms), static_cast<long long>(destage_ms), static_cast<long long>(total_ms));
+  if (v->home_node() != node_id_) {
+    std::lock_guard lock(mu_);
+    last_takeover_ = {{"volume", v->name()}, {"epoch", epoch}, {"replayed_extents", replayed_records},
+                      {"replayed_bytes", replayed_bytes}, {"replay_ms", replay_ms},
+                      {"destage_ms", destage_ms}, {"total_ms", total_ms}};
+  }
+  return Status::ok();
+}
+
+void NodeActions::serve(membership::VolumeId id, uint64_t epoch) {
+  fs::Volume* v = find(id);
+  if (!v) return;
+  v->set_epoch(epoch);
+  cache_->resume_volume(id);
+  if (fs_->volume_by_id(id) != v) fs_->add_volume(v);
+  log_.info("serving volume %s at epoch %llu", v->name().c_str(), static_cast<unsigned long long>(epoch));
+}
+
+Status NodeActions::release(membership::VolumeId id) {
+  fs::Volume* v = find(id);
+  if (!v) return Status::error(Code::kNotFound, "no volume with id " + std::to_string(id));
+  fs_->remove_volume(v->name());
+  Status s = cache_->flush_all();
+  if (!s.is_ok()) return s.with_context("giveback of " + v->name());
+  cache_->pause_volume(id);
+  log_.info("volume %s released for giveback: destaged and no longer served", v->name().c_str());
+  return Status::ok();
+}
+
+void NodeActions::discard(membership::VolumeId id) {
+  cache_->discard_volume(id);
+  if (fs::Volume* v = find(id)) log_.info("discarded this node's stale records of volume %s", v->name().c_str());
+}
+
+void NodeActions::set_degraded(bool degraded) {
+  if (sender_) sender_->force_degraded(degraded);
+}
+
+nlohmann::json NodeActions::last_takeover() const {
+  std::lock_guard lock(mu_);
+  return last_takeover_;
+}
+
+}  // namespace hafs::tools
