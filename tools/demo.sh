@@ -87,7 +87,7 @@ echo "   vol1's epoch, replays its mirror of node 1's NV log onto the medium, th
 wait_for 60 test -d "$work/node2/mnt/vol1"
 served_at=$(date +%s%N)
 echo "   vol1 served by node 2 $(( (served_at - killed_at) / 1000000 )) ms after the kill"
-grep -h "leases expired\|taken over at epoch" "$work/node2.log" | sed 's/^/   /'
+grep -h "leases expired\|vol1 taken over at epoch" "$work/node2.log" | sed 's/^/   /'
 status 2
 
 echo "== check every write node 1 acknowledged: through node 2's mount, and on the storage medium"
