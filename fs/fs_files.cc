@@ -127,6 +127,8 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
 void Filesystem::read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   OpenFile* of = open_file(fi);
   const Inode& inode = *of->inode;
+  // A volume that left this node's tree (fenced, given back) may have a newer owner: no reads.
+  if (volume_by_id(inode.volume->id()) != inode.volume) return (void)fuse_reply_err(req, EIO);
   nvcache::StagedData staged;
   std::optional<uint64_t> staged_end;
   if (cache_) {

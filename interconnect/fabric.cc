@@ -314,7 +314,7 @@ Listener::~Listener() {
   if (info_) fi_freeinfo(info_);
 }
 
-Result<std::unique_ptr<Connection>> Listener::accept(std::chrono::milliseconds timeout) {
+Result<std::unique_ptr<Transport>> Listener::accept(std::chrono::milliseconds timeout) {
   uint32_t event = 0;
   // A CM entry with room for private data (the handshake does not use any).
   alignas(fi_eq_cm_entry) std::byte cm_buf[sizeof(fi_eq_cm_entry) + 64]{};
@@ -355,7 +355,22 @@ Result<std::unique_ptr<Connection>> Listener::accept(std::chrono::milliseconds t
   rc = fi_eq_sread(c->eq_, &event, cm_buf, sizeof cm_buf, 5000, 0);
   if (rc < 0 || event != FI_CONNECTED)
     return Status::error(Code::kUnavailable, "accepted connection did not complete: " + fabric_error(rc));
-  return c;
+  return std::unique_ptr<Transport>(std::move(c));
+}
+
+Result<std::unique_ptr<Transport>> FabricTransportFactory::connect(const std::string& host,
+                                                                   const std::string& port,
+                                                                   std::chrono::milliseconds timeout) {
+  auto c = Connection::connect(config_, host, port, timeout);
+  if (!c) return c.status();
+  return std::unique_ptr<Transport>(std::move(*c));
+}
+
+Result<std::unique_ptr<Acceptor>> FabricTransportFactory::listen(const std::string& host,
+                                                                 const std::string& port) {
+  auto l = Listener::listen(config_, host, port);
+  if (!l) return l.status();
+  return std::unique_ptr<Acceptor>(std::move(*l));
 }
 
 }  // namespace hafs::interconnect

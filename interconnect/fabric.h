@@ -1,4 +1,5 @@
-// The libfabric layer: one reliable connected endpoint (FI_EP_MSG) with everything it needs.
+// The libfabric layer: one reliable connected endpoint (FI_EP_MSG) with everything it needs;
+// the real Transport (transport.h) under mirroring.
 //
 // A Connection owns its fabric, domain, event queue, completion queue and endpoint, a pool of
 // registered message slots for receives and sends, and a bounded pool of in-flight requests.
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "interconnect/transport.h"
 
 struct fi_info;
 struct fid_fabric;
@@ -28,7 +30,6 @@ struct fid_eq;
 struct fid_cq;
 struct fid_ep;
 struct fid_pep;
-struct fid_mr;
 
 namespace hafs::interconnect {
 
@@ -38,50 +39,30 @@ struct FabricConfig {
   size_t recv_slots = 64;       // receive buffers posted at all times
 };
 
-// A registered memory region as the peer needs to address it.
-struct Region {
-  fid_mr* mr = nullptr;
-  void* desc = nullptr;     // local descriptor for operations using this memory
-  uint64_t key = 0;         // remote key
-  uint64_t base = 0;        // remote address of byte 0 (0 when the provider uses offsets)
-};
-
-class Connection {
+// The contracts of the methods are Transport's (transport.h).
+class Connection final : public Transport {
  public:
   // Connects to a listening peer; waits for the connection at most `timeout`.
   static Result<std::unique_ptr<Connection>> connect(const FabricConfig& config,
                                                      const std::string& host, const std::string& port,
                                                      std::chrono::milliseconds timeout);
-  ~Connection();
+  ~Connection() override;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Registers [buf, buf + len). `remote_write` lets the peer write into it; `key` is the key
-  // asked for (providers that choose keys themselves ignore it).
-  Result<Region> register_region(void* buf, size_t len, bool remote_write, uint64_t key);
-  void unregister(Region& region);
-
-  // Whether `requests` operations (one of them a message) can be posted without waiting.
-  // Callers that also drive poll() check this first: waiting for a slot only the poller frees
-  // would deadlock.
-  bool can_post(size_t requests);
-  // Sends one message (at most 256 bytes). Blocks while all send slots are in use.
-  Status send_message(std::span<const std::byte> message);
-  // Writes `len` bytes from registered local memory into the peer's region at `remote_offset`.
+  Result<Region> register_region(void* buf, size_t len, bool remote_write, uint64_t key) override;
+  void unregister(Region& region) override;
+  bool can_post(size_t requests) override;
+  // Blocks while all send slots are in use.
+  Status send_message(std::span<const std::byte> message) override;
   // Blocks while max_inflight requests are outstanding.
   Status write(const void* local, size_t len, void* local_desc, const Region& remote,
-               uint64_t remote_offset);
-
-  // Reads completions for up to `timeout` (0: just look). Received messages are appended to
-  // *messages (dropped when it is null). A completion error or a shutdown from the peer returns kUnavailable: the
-  // connection is dead and must be dropped.
-  // `spin`: read the queue in a busy loop for up to this long before sleeping in the kernel
-  // (a wake-up costs tens of microseconds here; spin while an answer is expected soon).
+               uint64_t remote_offset) override;
   Status poll(std::vector<std::vector<std::byte>>* messages, std::chrono::milliseconds timeout,
-              std::chrono::microseconds spin = std::chrono::microseconds(0));
+              std::chrono::microseconds spin = std::chrono::microseconds(0)) override;
 
-  const std::string& peer() const { return peer_; }
-  const std::string& provider() const { return provider_; }
+  const std::string& peer() const override { return peer_; }
+  const std::string& provider() const override { return provider_; }
 
  private:
   friend class Listener;
@@ -114,14 +95,16 @@ class Connection {
   std::vector<size_t> free_send_slots_;
 };
 
-class Listener {
+class Listener final : public Acceptor {
  public:
   static Result<std::unique_ptr<Listener>> listen(const FabricConfig& config,
                                                   const std::string& host, const std::string& port);
-  ~Listener();
+  ~Listener() override;
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
   // Waits up to `timeout` for a connection request and accepts it. Returns kTimedOut when none
   // came.
-  Result<std::unique_ptr<Connection>> accept(std::chrono::milliseconds timeout);
+  Result<std::unique_ptr<Transport>> accept(std::chrono::milliseconds timeout) override;
 
  private:
   Listener() = default;
@@ -130,6 +113,18 @@ class Listener {
   fid_fabric* fabric_ = nullptr;
   fid_eq* eq_ = nullptr;
   fid_pep* pep_ = nullptr;
+};
+
+// The default TransportFactory: libfabric endpoints with `config`.
+class FabricTransportFactory final : public TransportFactory {
+ public:
+  explicit FabricTransportFactory(FabricConfig config) : config_(std::move(config)) {}
+  Result<std::unique_ptr<Transport>> connect(const std::string& host, const std::string& port,
+                                             std::chrono::milliseconds timeout) override;
+  Result<std::unique_ptr<Acceptor>> listen(const std::string& host, const std::string& port) override;
+
+ private:
+  const FabricConfig config_;
 };
 
 // libfabric's error text for a negative return code.

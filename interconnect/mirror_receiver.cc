@@ -13,7 +13,7 @@ namespace hafs::interconnect {
 using Clock = std::chrono::steady_clock;
 
 struct MirrorReceiver::Session {
-  std::unique_ptr<Connection> conn;
+  std::unique_ptr<Transport> conn;
   Region region;               // the mirror store, registered for this connection only, after AUTH
   uint64_t key = 0;            // the MR key asked for (providers may choose their own)
   std::optional<uint64_t> expect_pos;  // where the next COMMIT must start
@@ -47,7 +47,12 @@ Result<std::unique_ptr<MirrorReceiver>> MirrorReceiver::start(nvcache::Store& mi
                             static_cast<unsigned long long>(rec->header.ring_id), rec->header.session,
                             static_cast<unsigned long long>(rec->next_pos));
   }
-  auto l = Listener::listen(r->options_.fabric, r->options_.listen_host, r->options_.listen_port);
+  TransportFactory* transport = r->options_.transport;
+  if (!transport) {
+    r->own_transport_ = std::make_unique<FabricTransportFactory>(r->options_.fabric);
+    transport = r->own_transport_.get();
+  }
+  auto l = transport->listen(r->options_.listen_host, r->options_.listen_port);
   if (!l) return l.status().with_context("mirror receiver");
   r->listener_ = std::move(*l);
   r->thread_ = std::thread([p = r.get()] { p->run(); });

@@ -27,7 +27,8 @@ namespace hafs::interconnect {
 
 struct MirrorReceiverOptions {
   Logger logger;
-  FabricConfig fabric;
+  FabricConfig fabric;                 // used when `transport` is null
+  TransportFactory* transport = nullptr;  // not owned; null: libfabric with `fabric`
   std::string listen_host = "127.0.0.1";
   std::string listen_port;
   uint32_t node_id = 0;           // this node
@@ -81,7 +82,8 @@ class MirrorReceiver {
 
   nvcache::Store& mirror_;
   const MirrorReceiverOptions options_;
-  std::unique_ptr<Listener> listener_;
+  std::unique_ptr<TransportFactory> own_transport_;  // the libfabric default, when none was given
+  std::unique_ptr<Acceptor> listener_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> min_epoch_{0};

@@ -22,7 +22,11 @@ const char* mirror_state_name(MirrorState s) {
 }
 
 MirrorSender::MirrorSender(nvcache::Log& log, MirrorSenderOptions options)
-    : log_(log), options_(std::move(options)), data_bytes_(log.data_bytes()) {
+    : log_(log),
+      options_(std::move(options)),
+      data_bytes_(log.data_bytes()),
+      own_transport_(options_.transport ? nullptr : std::make_unique<FabricTransportFactory>(options_.fabric)),
+      transport_(options_.transport ? options_.transport : own_transport_.get()) {
   bounce_.resize(options_.window_bytes);
   filled_ = log_.filled_point();
   mirrored_pos_ = filled_.pos;  // what is in the log now was recovered and destaged, or is ours to ship
@@ -218,7 +222,7 @@ void MirrorSender::handle(const std::vector<std::byte>& bytes) {
 
 namespace {
 // Waits for the next message during the handshake.
-Result<Message> next_message(Connection& c, milliseconds timeout) {
+Result<Message> next_message(Transport& c, milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::vector<std::vector<std::byte>> got;
   while (got.empty()) {
@@ -237,10 +241,9 @@ bool MirrorSender::connect_and_handshake() {
     counters_.last_error = why;
     return false;
   };
-  auto conn = Connection::connect(options_.fabric, options_.partner_host, options_.partner_port,
-                                  options_.connect_timeout);
+  auto conn = transport_->connect(options_.partner_host, options_.partner_port, options_.connect_timeout);
   if (!conn) return fail(conn.status().message());
-  std::shared_ptr<Connection> c = std::move(*conn);
+  std::shared_ptr<Transport> c = std::move(*conn);
   {
     std::lock_guard lock(mu_);
     set_state_locked(MirrorState::kConnecting, "connected to " + c->peer() + "; handshake");
@@ -330,7 +333,7 @@ bool MirrorSender::connect_and_handshake() {
 
 void MirrorSender::run() {
   for (;;) {
-    std::shared_ptr<Connection> c;
+    std::shared_ptr<Transport> c;
     bool awaiting_ack = false;
     {
       std::lock_guard lock(mu_);

@@ -40,7 +40,8 @@ namespace hafs::interconnect {
 
 struct MirrorSenderOptions {
   Logger logger;
-  FabricConfig fabric;
+  FabricConfig fabric;                 // used when `transport` is null
+  TransportFactory* transport = nullptr;  // not owned; null: libfabric with `fabric`
   std::string partner_host = "127.0.0.1";
   std::string partner_port;
   uint32_t node_id = 0;
@@ -112,6 +113,8 @@ class MirrorSender : public nvcache::Replicator {
   nvcache::Log& log_;
   const MirrorSenderOptions options_;
   const uint64_t data_bytes_;
+  std::unique_ptr<TransportFactory> own_transport_;  // the libfabric default, when none was given
+  TransportFactory* const transport_;
   std::thread thread_;
 
   mutable std::mutex mu_;
@@ -120,7 +123,7 @@ class MirrorSender : public nvcache::Replicator {
   bool stop_ = false;
   DegradePolicy policy_;
   MirrorState state_ = MirrorState::kDisconnected;
-  std::shared_ptr<Connection> conn_;
+  std::shared_ptr<Transport> conn_;
   Region remote_;
   Region bounce_region_;
   std::vector<std::byte> bounce_;

@@ -70,8 +70,15 @@ json node_status(const NodeView& n) {
                   {"mode", fs::write_mode_name(v->mode())}, {"home", v->home_node()},
                   {"owner", 0}, {"epoch", 0}, {"state", "unknown"}};
       for (const auto& mv : ms.volumes)
-        if (mv.id == v->id())
-          row.update({{"owner", mv.owner}, {"epoch", mv.epoch}, {"state", membership::volume_state_name(mv.state)}});
+        if (mv.id == v->id()) {
+          // The snapshot is published at the end of a tick: a node that just woke from a freeze
+          // still shows "serving" until its first tick fences. Its data path refuses already
+          // (lease_valid), so report what it does: a serving volume whose lease ran out is fenced.
+          const bool expired = mv.state == membership::VolumeState::kServing &&
+                               membership::SteadyClock().now() >= mv.lease_valid_until;
+          row.update({{"owner", mv.owner}, {"epoch", mv.epoch},
+                      {"state", expired ? "fenced" : membership::volume_state_name(mv.state)}});
+        }
       vols.push_back(row);
     }
     s["membership"] = {{"state", membership::node_state_name(ms.state)},

@@ -294,7 +294,8 @@ int main(int argc, char** argv) {
     std::vector<fs::Volume*> all;
     for (auto& v : vols) all.push_back(v.get());
     actions = std::make_unique<tools::NodeActions>(cfg.node_id, all, &filesystem, cache->get(), &target,
-                                                   mirror_store.get(), sender.get(), log.child("membership"));
+                                                   mirror_store.get(), sender.get(), log.child("membership"),
+                                                   &fault_registry);
     membership::MonitorConfig mcfg;
     mcfg.node_id = cfg.node_id;
     mcfg.partner_id = cfg.interconnect.partner_node_id;
@@ -378,7 +379,12 @@ int main(int argc, char** argv) {
     stopping = true;
     server->reset();  // unmounted
   }
-  if (membership_thread.joinable()) {  // no decisions while shutting down
+  control->reset();
+  log.info("unmounted; destaging everything");
+  // Destage while the membership thread still renews our leases: a lease that lapsed now would
+  // let the partner take over and write while this node is still writing to the medium.
+  Status flushed = (*cache)->flush_all();  // also trims the partner's mirror
+  if (membership_thread.joinable()) {  // only now stop renewing: nothing of ours is staged
     {
       std::lock_guard lock(membership_mu);
       membership_stop = true;
@@ -386,9 +392,6 @@ int main(int argc, char** argv) {
     membership_cv.notify_all();
     membership_thread.join();
   }
-  control->reset();
-  log.info("unmounted; destaging everything");
-  Status flushed = (*cache)->flush_all();  // also trims the partner's mirror
   (*cache)->set_replicator(nullptr);
   if (sender) sender->stop();
   if (receiver) receiver->stop();

@@ -12,9 +12,9 @@ int64_t ms_since(Clock::time_point t) {
 
 NodeActions::NodeActions(uint32_t node_id, std::vector<fs::Volume*> volumes, fs::Filesystem* filesystem,
                          nvcache::NvCache* cache, nvcache::DestageTarget* target, nvcache::Store* mirror,
-                         interconnect::MirrorSender* sender, Logger logger)
+                         interconnect::MirrorSender* sender, Logger logger, FaultRegistry* faults)
     : node_id_(node_id), volumes_(std::move(volumes)), fs_(filesystem), cache_(cache), target_(target),
-      mirror_(mirror), sender_(sender), log_(std::move(logger)) {}
+      mirror_(mirror), sender_(sender), log_(std::move(logger)), faults_(faults) {}
 
 fs::Volume* NodeActions::find(membership::VolumeId id) const {
   for (fs::Volume* v : volumes_)
@@ -41,7 +41,7 @@ Status NodeActions::take_over(membership::VolumeId id, uint64_t epoch) {
   int64_t replay_ms = 0;
   if (v->home_node() != node_id_ && mirror_) {
     // Every mirrored record of the volume goes to the medium, synced, before it is served (I3).
-    auto rep = nvcache::replay_ring(*mirror_, *target_, [id](uint32_t vol) { return vol == id; }, nullptr,
+    auto rep = nvcache::replay_ring(*mirror_, *target_, [id](uint32_t vol) { return vol == id; }, faults_,
                                     log_.child("replay"));
     if (!rep) return rep.status().with_context("takeover replay of " + v->name());
     replayed_records = rep->records_applied;

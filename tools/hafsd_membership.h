@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/fault.h"
 #include "base/logger.h"
 #include "fs/filesystem.h"
 #include "fs/volume.h"
@@ -21,10 +22,11 @@ namespace hafs::tools {
 class NodeActions : public membership::Actions {
  public:
   // Every pointer is owned by hafsd's main and outlives this object. `mirror` (the partner's
-  // ring, kept by this node's mirror receiver) and `sender` may be null.
+  // ring, kept by this node's mirror receiver), `sender` and `faults` may be null. `faults` is
+  // hafsd's registry: the takeover replay writes through the destage fault sites like the destager.
   NodeActions(uint32_t node_id, std::vector<fs::Volume*> volumes, fs::Filesystem* filesystem,
               nvcache::NvCache* cache, nvcache::DestageTarget* target, nvcache::Store* mirror,
-              interconnect::MirrorSender* sender, Logger logger);
+              interconnect::MirrorSender* sender, Logger logger, FaultRegistry* faults = nullptr);
 
   void fence(membership::VolumeId volume) override;
   Status take_over(membership::VolumeId volume, uint64_t epoch) override;
@@ -47,6 +49,7 @@ class NodeActions : public membership::Actions {
   nvcache::Store* const mirror_;
   interconnect::MirrorSender* const sender_;
   const Logger log_;
+  FaultRegistry* const faults_;
   mutable std::mutex mu_;
   nlohmann::json last_takeover_;  // GUARDED_BY(mu_)
 };
