@@ -66,8 +66,8 @@ void MirrorSender::force_degraded(bool degraded) {
   std::lock_guard lock(mu_);
   if (degraded_) return;
   degraded_ = true;
-  options_.logger.warn("membership: partner node %u is down or cut off: writes are now "
-                       "acknowledged from the local NV log alone (DEGRADED)",
+  options_.logger.warn("membership: not mirroring to node %u for now (partner down, cut off, or "
+                       "resyncing): writes are acknowledged from the local NV log alone (DEGRADED)",
                        options_.partner_node_id);
   mirrored_cv_.notify_all();
 }
@@ -364,6 +364,13 @@ void MirrorSender::run() {
       drop_locked("partner silent for " +
                   std::to_string(duration_cast<milliseconds>(now - last_heard_).count()) + " ms");
       continue;
+    }
+    // Degraded by membership while the partner is connected, idle and fully caught up: there is
+    // nothing left to resync, and no ACK will come to end it.
+    if (degraded_ && state_ == MirrorState::kMirroring && ship_pos_ == conn_acked_pos_ &&
+        conn_acked_pos_ >= filled_.pos) {
+      degraded_ = false;
+      options_.logger.info("writes are mirrored again (no longer degraded)");
     }
     // This thread is also the one that frees send slots (poll): never wait for one here.
     if (trim_dirty_ && conn_->can_post(1)) {
