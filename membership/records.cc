@@ -4,23 +4,11 @@
 
 #include "base/check.h"
 #include "base/crc32c.h"
+#include "base/endian.h"
 
 namespace hafs::membership {
 namespace {
 
-template <typename T>
-void put(std::span<std::byte> out, size_t off, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i)
-    out[off + i] = static_cast<std::byte>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff);
-}
-
-template <typename T>
-T get(std::span<const std::byte> in, size_t off) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i)
-    v |= static_cast<uint64_t>(std::to_integer<uint8_t>(in[off + i])) << (8 * i);
-  return static_cast<T>(v);
-}
 
 Status corrupt(const std::string& what) { return Status::error(Code::kCorruption, what); }
 
@@ -34,13 +22,13 @@ std::string ownership_record_name(VolumeId volume) {
 void encode_heartbeat(const HeartbeatRecord& r, std::span<std::byte, kRecordBlockBytes> out) {
   HAFS_CHECK(r.node_id != kNoNode, "heartbeat of node 0");
   std::memset(out.data(), 0, out.size());
-  put<uint64_t>(out, hb_off::kMagic, kHeartbeatMagic);
-  put<uint32_t>(out, hb_off::kVersion, kHeartbeatVersion);
-  put<uint32_t>(out, hb_off::kNodeId, r.node_id);
-  put<uint64_t>(out, hb_off::kCounter, r.counter);
-  put<uint64_t>(out, hb_off::kIncarnation, r.incarnation);
-  put<uint32_t>(out, hb_off::kState, r.state);
-  put<uint32_t>(out, hb_off::kCrc, crc32c(out.data(), hb_off::kCrc));
+  put_le<uint64_t>(out, hb_off::kMagic, kHeartbeatMagic);
+  put_le<uint32_t>(out, hb_off::kVersion, kHeartbeatVersion);
+  put_le<uint32_t>(out, hb_off::kNodeId, r.node_id);
+  put_le<uint64_t>(out, hb_off::kCounter, r.counter);
+  put_le<uint64_t>(out, hb_off::kIncarnation, r.incarnation);
+  put_le<uint32_t>(out, hb_off::kState, r.state);
+  put_le<uint32_t>(out, hb_off::kCrc, crc32c(out.data(), hb_off::kCrc));
 }
 
 void encode_ownership(const OwnershipRecord& r, std::span<std::byte, kRecordBlockBytes> out) {
@@ -48,53 +36,53 @@ void encode_ownership(const OwnershipRecord& r, std::span<std::byte, kRecordBloc
   HAFS_CHECK((r.flags & ~kOwnFlagsKnown) == 0, "unknown ownership flags");
   HAFS_CHECK(r.owner != kNoNode || r.epoch == 0, "an epoch without an owner");
   std::memset(out.data(), 0, out.size());
-  put<uint64_t>(out, own_off::kMagic, kOwnershipMagic);
-  put<uint32_t>(out, own_off::kVersion, kOwnershipVersion);
-  put<uint32_t>(out, own_off::kVolumeId, r.volume_id);
-  put<uint32_t>(out, own_off::kOwner, r.owner);
-  put<uint32_t>(out, own_off::kHome, r.home);
-  put<uint64_t>(out, own_off::kEpoch, r.epoch);
-  put<uint64_t>(out, own_off::kRenewCounter, r.renew_counter);
-  put<uint32_t>(out, own_off::kLeaseMs, r.lease_ms);
-  put<uint32_t>(out, own_off::kFlags, r.flags);
-  put<uint32_t>(out, own_off::kCrc, crc32c(out.data(), own_off::kCrc));
+  put_le<uint64_t>(out, own_off::kMagic, kOwnershipMagic);
+  put_le<uint32_t>(out, own_off::kVersion, kOwnershipVersion);
+  put_le<uint32_t>(out, own_off::kVolumeId, r.volume_id);
+  put_le<uint32_t>(out, own_off::kOwner, r.owner);
+  put_le<uint32_t>(out, own_off::kHome, r.home);
+  put_le<uint64_t>(out, own_off::kEpoch, r.epoch);
+  put_le<uint64_t>(out, own_off::kRenewCounter, r.renew_counter);
+  put_le<uint32_t>(out, own_off::kLeaseMs, r.lease_ms);
+  put_le<uint32_t>(out, own_off::kFlags, r.flags);
+  put_le<uint32_t>(out, own_off::kCrc, crc32c(out.data(), own_off::kCrc));
 }
 
 Result<HeartbeatRecord> decode_heartbeat(std::span<const std::byte> in) {
   if (in.size() < kEncodedHeartbeat) return corrupt("heartbeat record shorter than its encoding");
-  if (get<uint64_t>(in, hb_off::kMagic) != kHeartbeatMagic)
+  if (get_le<uint64_t>(in, hb_off::kMagic) != kHeartbeatMagic)
     return corrupt("bad heartbeat magic (not an hafs heartbeat record)");
-  if (get<uint32_t>(in, hb_off::kCrc) != crc32c(in.data(), hb_off::kCrc))
+  if (get_le<uint32_t>(in, hb_off::kCrc) != crc32c(in.data(), hb_off::kCrc))
     return corrupt("heartbeat record CRC mismatch (torn or corrupt)");
-  const uint32_t version = get<uint32_t>(in, hb_off::kVersion);
+  const uint32_t version = get_le<uint32_t>(in, hb_off::kVersion);
   if (version != kHeartbeatVersion)
     return corrupt("unsupported heartbeat version " + std::to_string(version));
   HeartbeatRecord r;
-  r.node_id = get<uint32_t>(in, hb_off::kNodeId);
-  r.counter = get<uint64_t>(in, hb_off::kCounter);
-  r.incarnation = get<uint64_t>(in, hb_off::kIncarnation);
-  r.state = get<uint32_t>(in, hb_off::kState);
+  r.node_id = get_le<uint32_t>(in, hb_off::kNodeId);
+  r.counter = get_le<uint64_t>(in, hb_off::kCounter);
+  r.incarnation = get_le<uint64_t>(in, hb_off::kIncarnation);
+  r.state = get_le<uint32_t>(in, hb_off::kState);
   if (r.node_id == kNoNode) return corrupt("heartbeat record of node 0");
   return r;
 }
 
 Result<OwnershipRecord> decode_ownership(std::span<const std::byte> in) {
   if (in.size() < kEncodedOwnership) return corrupt("ownership record shorter than its encoding");
-  if (get<uint64_t>(in, own_off::kMagic) != kOwnershipMagic)
+  if (get_le<uint64_t>(in, own_off::kMagic) != kOwnershipMagic)
     return corrupt("bad ownership magic (not an hafs ownership record)");
-  if (get<uint32_t>(in, own_off::kCrc) != crc32c(in.data(), own_off::kCrc))
+  if (get_le<uint32_t>(in, own_off::kCrc) != crc32c(in.data(), own_off::kCrc))
     return corrupt("ownership record CRC mismatch (torn or corrupt)");
-  const uint32_t version = get<uint32_t>(in, own_off::kVersion);
+  const uint32_t version = get_le<uint32_t>(in, own_off::kVersion);
   if (version != kOwnershipVersion)
     return corrupt("unsupported ownership version " + std::to_string(version));
   OwnershipRecord r;
-  r.volume_id = get<uint32_t>(in, own_off::kVolumeId);
-  r.owner = get<uint32_t>(in, own_off::kOwner);
-  r.home = get<uint32_t>(in, own_off::kHome);
-  r.epoch = get<uint64_t>(in, own_off::kEpoch);
-  r.renew_counter = get<uint64_t>(in, own_off::kRenewCounter);
-  r.lease_ms = get<uint32_t>(in, own_off::kLeaseMs);
-  r.flags = get<uint32_t>(in, own_off::kFlags);
+  r.volume_id = get_le<uint32_t>(in, own_off::kVolumeId);
+  r.owner = get_le<uint32_t>(in, own_off::kOwner);
+  r.home = get_le<uint32_t>(in, own_off::kHome);
+  r.epoch = get_le<uint64_t>(in, own_off::kEpoch);
+  r.renew_counter = get_le<uint64_t>(in, own_off::kRenewCounter);
+  r.lease_ms = get_le<uint32_t>(in, own_off::kLeaseMs);
+  r.flags = get_le<uint32_t>(in, own_off::kFlags);
   if (r.home == kNoNode) return corrupt("ownership record without a home node");
   if ((r.flags & ~kOwnFlagsKnown) != 0)
     return corrupt("ownership record has unknown flags " + std::to_string(r.flags));

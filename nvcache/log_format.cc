@@ -4,69 +4,53 @@
 #include <cstring>
 
 #include "base/crc32c.h"
+#include "base/endian.h"
 
 namespace hafs::nvcache {
-namespace {
-
-template <typename T>
-void put(std::span<std::byte> out, size_t off, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i)
-    out[off + i] = static_cast<std::byte>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff);
-}
-
-template <typename T>
-T get(std::span<const std::byte> in, size_t off) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i)
-    v |= static_cast<uint64_t>(std::to_integer<uint8_t>(in[off + i])) << (8 * i);
-  return static_cast<T>(v);
-}
-
-}  // namespace
 
 void encode_ring_header(const RingHeader& h, std::span<std::byte, kEncodedRingHeader> out) {
   std::memset(out.data(), 0, out.size());
-  put<uint64_t>(out, ring_off::kMagic, kRingMagic);
-  put<uint32_t>(out, ring_off::kVersion, kRingVersion);
-  put<uint32_t>(out, ring_off::kHeaderBytes, kEncodedRingHeader);
-  put<uint64_t>(out, ring_off::kRingBytes, h.ring_bytes);
-  put<uint64_t>(out, ring_off::kDataBytes, h.data_bytes);
-  put<uint64_t>(out, ring_off::kRingId, h.ring_id);
-  put<uint64_t>(out, ring_off::kHeaderSeq, h.header_seq);
-  put<uint64_t>(out, ring_off::kTrimLsn, h.trim_lsn);
-  put<uint64_t>(out, ring_off::kTrimPos, h.trim_pos);
-  put<uint32_t>(out, ring_off::kSession, h.session);
-  put<uint32_t>(out, ring_off::kNodeId, h.node_id);
-  put<uint32_t>(out, ring_off::kFlags, h.flags);
-  put<uint32_t>(out, ring_off::kTrimSession, h.trim_session);
-  put<uint32_t>(out, ring_off::kCrc, crc32c(out.data(), ring_off::kCrc));
+  put_le<uint64_t>(out, ring_off::kMagic, kRingMagic);
+  put_le<uint32_t>(out, ring_off::kVersion, kRingVersion);
+  put_le<uint32_t>(out, ring_off::kHeaderBytes, kEncodedRingHeader);
+  put_le<uint64_t>(out, ring_off::kRingBytes, h.ring_bytes);
+  put_le<uint64_t>(out, ring_off::kDataBytes, h.data_bytes);
+  put_le<uint64_t>(out, ring_off::kRingId, h.ring_id);
+  put_le<uint64_t>(out, ring_off::kHeaderSeq, h.header_seq);
+  put_le<uint64_t>(out, ring_off::kTrimLsn, h.trim_lsn);
+  put_le<uint64_t>(out, ring_off::kTrimPos, h.trim_pos);
+  put_le<uint32_t>(out, ring_off::kSession, h.session);
+  put_le<uint32_t>(out, ring_off::kNodeId, h.node_id);
+  put_le<uint32_t>(out, ring_off::kFlags, h.flags);
+  put_le<uint32_t>(out, ring_off::kTrimSession, h.trim_session);
+  put_le<uint32_t>(out, ring_off::kCrc, crc32c(out.data(), ring_off::kCrc));
 }
 
 Result<RingHeader> decode_ring_header(std::span<const std::byte> in, uint64_t file_bytes) {
   if (in.size() < kEncodedRingHeader)
     return Status::error(Code::kCorruption, "ring header shorter than its encoding");
-  if (get<uint64_t>(in, ring_off::kMagic) != kRingMagic)
+  if (get_le<uint64_t>(in, ring_off::kMagic) != kRingMagic)
     return Status::error(Code::kCorruption, "bad ring magic (not an hafs ring)");
-  const uint32_t crc = get<uint32_t>(in, ring_off::kCrc);
+  const uint32_t crc = get_le<uint32_t>(in, ring_off::kCrc);
   if (crc != crc32c(in.data(), ring_off::kCrc))
     return Status::error(Code::kCorruption, "ring header CRC mismatch");
-  const uint32_t version = get<uint32_t>(in, ring_off::kVersion);
+  const uint32_t version = get_le<uint32_t>(in, ring_off::kVersion);
   if (version != kRingVersion)
     return Status::error(Code::kCorruption, "unsupported ring version " + std::to_string(version) +
                                                 " (this build reads " +
                                                 std::to_string(kRingVersion) + ")");
   RingHeader h;
-  h.ring_bytes = get<uint64_t>(in, ring_off::kRingBytes);
-  h.data_bytes = get<uint64_t>(in, ring_off::kDataBytes);
-  h.ring_id = get<uint64_t>(in, ring_off::kRingId);
-  h.header_seq = get<uint64_t>(in, ring_off::kHeaderSeq);
-  h.trim_lsn = get<uint64_t>(in, ring_off::kTrimLsn);
-  h.trim_pos = get<uint64_t>(in, ring_off::kTrimPos);
-  h.session = get<uint32_t>(in, ring_off::kSession);
-  h.node_id = get<uint32_t>(in, ring_off::kNodeId);
-  h.flags = get<uint32_t>(in, ring_off::kFlags);
-  h.trim_session = get<uint32_t>(in, ring_off::kTrimSession);
-  if (get<uint32_t>(in, ring_off::kHeaderBytes) != kEncodedRingHeader)
+  h.ring_bytes = get_le<uint64_t>(in, ring_off::kRingBytes);
+  h.data_bytes = get_le<uint64_t>(in, ring_off::kDataBytes);
+  h.ring_id = get_le<uint64_t>(in, ring_off::kRingId);
+  h.header_seq = get_le<uint64_t>(in, ring_off::kHeaderSeq);
+  h.trim_lsn = get_le<uint64_t>(in, ring_off::kTrimLsn);
+  h.trim_pos = get_le<uint64_t>(in, ring_off::kTrimPos);
+  h.session = get_le<uint32_t>(in, ring_off::kSession);
+  h.node_id = get_le<uint32_t>(in, ring_off::kNodeId);
+  h.flags = get_le<uint32_t>(in, ring_off::kFlags);
+  h.trim_session = get_le<uint32_t>(in, ring_off::kTrimSession);
+  if (get_le<uint32_t>(in, ring_off::kHeaderBytes) != kEncodedRingHeader)
     return Status::error(Code::kCorruption, "ring header size field is not " +
                                                 std::to_string(kEncodedRingHeader));
   if (h.ring_bytes != file_bytes)
@@ -86,48 +70,48 @@ void encode_record_header(const RecordHeader& h, std::span<const std::byte> key,
   HAFS_CHECK(out.size() >= payload_offset(h.key_len), "record header buffer too small");
   const size_t len = payload_offset(h.key_len);
   std::memset(out.data(), 0, len);
-  put<uint32_t>(out, rec_off::kMagic, kRecordMagic);
-  put<uint8_t>(out, rec_off::kVersion, kRecordVersion);
-  put<uint8_t>(out, rec_off::kType, static_cast<uint8_t>(h.type));
-  put<uint16_t>(out, rec_off::kKeyLen, h.key_len);
-  put<uint64_t>(out, rec_off::kLsn, h.lsn);
-  put<uint64_t>(out, rec_off::kPos, h.pos);
-  put<uint64_t>(out, rec_off::kEpoch, h.epoch);
-  put<uint64_t>(out, rec_off::kFileOffset, h.file_offset);
-  put<uint32_t>(out, rec_off::kVolumeId, h.volume_id);
-  put<uint32_t>(out, rec_off::kSession, h.session);
-  put<uint32_t>(out, rec_off::kPayloadLen, h.payload_len);
-  put<uint32_t>(out, rec_off::kPayloadCrc, h.payload_crc);
-  put<uint32_t>(out, rec_off::kRingTag, h.ring_tag);
+  put_le<uint32_t>(out, rec_off::kMagic, kRecordMagic);
+  put_le<uint8_t>(out, rec_off::kVersion, kRecordVersion);
+  put_le<uint8_t>(out, rec_off::kType, static_cast<uint8_t>(h.type));
+  put_le<uint16_t>(out, rec_off::kKeyLen, h.key_len);
+  put_le<uint64_t>(out, rec_off::kLsn, h.lsn);
+  put_le<uint64_t>(out, rec_off::kPos, h.pos);
+  put_le<uint64_t>(out, rec_off::kEpoch, h.epoch);
+  put_le<uint64_t>(out, rec_off::kFileOffset, h.file_offset);
+  put_le<uint32_t>(out, rec_off::kVolumeId, h.volume_id);
+  put_le<uint32_t>(out, rec_off::kSession, h.session);
+  put_le<uint32_t>(out, rec_off::kPayloadLen, h.payload_len);
+  put_le<uint32_t>(out, rec_off::kPayloadCrc, h.payload_crc);
+  put_le<uint32_t>(out, rec_off::kRingTag, h.ring_tag);
   if (!key.empty()) std::memcpy(out.data() + kRecordHeaderBytes, key.data(), key.size());
   uint32_t crc = crc32c(out.data(), rec_off::kHeaderCrc);
   crc = crc32c_extend(crc, out.data() + kRecordHeaderBytes, h.key_len);
-  put<uint32_t>(out, rec_off::kHeaderCrc, crc);
+  put_le<uint32_t>(out, rec_off::kHeaderCrc, crc);
 }
 
 Result<RecordHeader> decode_record_header(std::span<const std::byte, kRecordHeaderBytes> in) {
-  if (get<uint32_t>(in, rec_off::kMagic) != kRecordMagic)
+  if (get_le<uint32_t>(in, rec_off::kMagic) != kRecordMagic)
     return Status::error(Code::kCorruption, "no record magic");
-  const uint8_t version = get<uint8_t>(in, rec_off::kVersion);
+  const uint8_t version = get_le<uint8_t>(in, rec_off::kVersion);
   if (version != kRecordVersion)
     return Status::error(Code::kCorruption, "unsupported record version " + std::to_string(version));
   RecordHeader h;
-  const uint8_t type = get<uint8_t>(in, rec_off::kType);
+  const uint8_t type = get_le<uint8_t>(in, rec_off::kType);
   if (type != static_cast<uint8_t>(RecordType::kWrite) &&
       type != static_cast<uint8_t>(RecordType::kPad) &&
       type != static_cast<uint8_t>(RecordType::kFence))
     return Status::error(Code::kCorruption, "unknown record type " + std::to_string(type));
   h.type = static_cast<RecordType>(type);
-  h.key_len = get<uint16_t>(in, rec_off::kKeyLen);
-  h.lsn = get<uint64_t>(in, rec_off::kLsn);
-  h.pos = get<uint64_t>(in, rec_off::kPos);
-  h.epoch = get<uint64_t>(in, rec_off::kEpoch);
-  h.file_offset = get<uint64_t>(in, rec_off::kFileOffset);
-  h.volume_id = get<uint32_t>(in, rec_off::kVolumeId);
-  h.session = get<uint32_t>(in, rec_off::kSession);
-  h.payload_len = get<uint32_t>(in, rec_off::kPayloadLen);
-  h.payload_crc = get<uint32_t>(in, rec_off::kPayloadCrc);
-  h.ring_tag = get<uint32_t>(in, rec_off::kRingTag);
+  h.key_len = get_le<uint16_t>(in, rec_off::kKeyLen);
+  h.lsn = get_le<uint64_t>(in, rec_off::kLsn);
+  h.pos = get_le<uint64_t>(in, rec_off::kPos);
+  h.epoch = get_le<uint64_t>(in, rec_off::kEpoch);
+  h.file_offset = get_le<uint64_t>(in, rec_off::kFileOffset);
+  h.volume_id = get_le<uint32_t>(in, rec_off::kVolumeId);
+  h.session = get_le<uint32_t>(in, rec_off::kSession);
+  h.payload_len = get_le<uint32_t>(in, rec_off::kPayloadLen);
+  h.payload_crc = get_le<uint32_t>(in, rec_off::kPayloadCrc);
+  h.ring_tag = get_le<uint32_t>(in, rec_off::kRingTag);
   if (h.key_len > kMaxKeyBytes)
     return Status::error(Code::kCorruption, "record key length " + std::to_string(h.key_len) +
                                                 " exceeds " + std::to_string(kMaxKeyBytes));
@@ -144,11 +128,11 @@ Result<RecordHeader> decode_record_header(std::span<const std::byte, kRecordHead
 
 bool verify_record_header_crc(std::span<const std::byte> header_and_key) {
   if (header_and_key.size() < kRecordHeaderBytes) return false;
-  const uint16_t key_len = get<uint16_t>(header_and_key, rec_off::kKeyLen);
+  const uint16_t key_len = get_le<uint16_t>(header_and_key, rec_off::kKeyLen);
   if (key_len > kMaxKeyBytes || header_and_key.size() < kRecordHeaderBytes + key_len) return false;
   uint32_t crc = crc32c(header_and_key.data(), rec_off::kHeaderCrc);
   crc = crc32c_extend(crc, header_and_key.data() + kRecordHeaderBytes, key_len);
-  return crc == get<uint32_t>(header_and_key, rec_off::kHeaderCrc);
+  return crc == get_le<uint32_t>(header_and_key, rec_off::kHeaderCrc);
 }
 
 }  // namespace hafs::nvcache
