@@ -9,7 +9,6 @@
 namespace hafs::membership {
 namespace {
 
-
 Status corrupt(const std::string& what) { return Status::error(Code::kCorruption, what); }
 
 }  // namespace
