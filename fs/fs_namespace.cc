@@ -195,7 +195,9 @@ void Filesystem::lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   int err = do_lookup(*dir, name, &e);
   if (err == ENOENT) {  // a negative entry the kernel may cache
     std::memset(&e, 0, sizeof e);
-    e.entry_timeout = options_.attr_timeout_s;
+    // Not in the root: its names are the volumes this node serves, which membership adds at a
+    // takeover or giveback; a cached "no such volume" would hide a volume just served.
+    e.entry_timeout = parent == FUSE_ROOT_ID ? 0 : options_.attr_timeout_s;
     return (void)fuse_reply_entry(req, &e);
   }
   if (err) return (void)fuse_reply_err(req, err);

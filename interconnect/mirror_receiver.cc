@@ -227,7 +227,14 @@ bool MirrorReceiver::on_auth(Session& s, const Auth& a) {
   h.node_id = a.node_id;
   h.flags = nvcache::kRingFlagMirror;
   h.header_seq = have_header_ ? h.header_seq + 1 : 1;
-  if (Status st = nvcache::write_ring_header(mirror_, h); !st.is_ok()) {
+  Status st;
+  if (!have_header_) {  // a new mirror: both header copies valid, like a freshly formatted ring
+    nvcache::RingHeader first = h;
+    first.header_seq = 0;
+    st = nvcache::write_ring_header(mirror_, first);
+  }
+  if (st.is_ok()) st = nvcache::write_ring_header(mirror_, h);
+  if (!st.is_ok()) {
     options_.logger.error("cannot write the mirror header: %s", st.to_string().c_str());
     return false;
   }

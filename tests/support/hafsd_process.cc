@@ -106,9 +106,14 @@ std::vector<std::string> HafsdProcess::args() const {
                                 // a private control socket: tests run side by side
                                 "--set", "control_socket=\"" + control_socket() + "\""};
   uint32_t id = 1;
-  for (const auto& [name, mode] : spec_.volumes)
-    a.insert(a.end(), {"--volume", name + ":" + std::to_string(id++) + ":" + volume_dir(name) + ":" + mode});
+  for (const auto& [name, mode] : spec_.volumes) {
+    std::string flag = name + ":" + std::to_string(id++) + ":" + volume_dir(name) + ":" + mode;
+    for (const auto& [home_name, home] : spec_.volume_homes)
+      if (home_name == name) flag += ":" + std::to_string(home);
+    a.insert(a.end(), {"--volume", flag});
+  }
   a.insert(a.end(), spec_.extra_args.begin(), spec_.extra_args.end());
+  a.insert(a.begin(), spec_.launcher.begin(), spec_.launcher.end());
   return a;
 }
 

@@ -23,6 +23,16 @@ struct HafsdSpec {
   // removes when it ends): /dev/shm by default; e.g. "/tmp" for a file-mode ring on a disk.
   std::string nvlog_dir = "/dev/shm";
   std::vector<std::string> extra_args;  // e.g. {"--set", "nvlog.destage_interval_ms=60000"}
+  // A storage medium shared with another node (failover tests): when set, every volume's
+  // directory is medium_dir/NAME (created if missing, never removed by the process) instead of
+  // the private dir()/media/NAME.
+  std::string medium_dir;
+  // Home node of a volume (name -> node id), passed as the fifth field of --volume; volumes not
+  // listed get no home field (hafsd then takes this node).
+  std::vector<std::pair<std::string, uint32_t>> volume_homes;
+  // Arguments put before the hafsd binary, e.g. {"/usr/bin/nsenter", "--net=/run/netns/NS"};
+  // the program must exec hafsd in place (same pid), as nsenter does.
+  std::vector<std::string> launcher;
 };
 
 class HafsdProcess {
@@ -47,7 +57,9 @@ class HafsdProcess {
 
   const std::string& dir() const { return dir_; }
   const std::string& mount() const { return mount_; }
-  std::string volume_dir(const std::string& name) const { return dir_ + "/media/" + name; }
+  std::string volume_dir(const std::string& name) const {
+    return (spec_.medium_dir.empty() ? dir_ + "/media" : spec_.medium_dir) + "/" + name;
+  }
   std::string path(const std::string& rel) const { return mount_ + "/" + rel; }
   const std::string& nvlog() const { return nvlog_; }
   std::string control_socket() const { return dir_ + "/control.sock"; }
