@@ -38,6 +38,7 @@
 
 #include "base/crc32c.h"
 #include "tests/support/hafsd_process.h"
+#include "tests/support/wait.h"
 
 #if !defined(HAFSCTL_BIN) || !defined(ACKCHECK_BIN)
 #error "HAFSCTL_BIN and ACKCHECK_BIN must name the hafsctl and hafs-ackcheck binaries"
@@ -48,19 +49,12 @@ extern char** environ;
 namespace hafs::testing {
 namespace {
 
+using hafs::testing::eventually;
+
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
-template <typename F>
-bool eventually(F f, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  while (!f()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(50ms);
-  }
-  return true;
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);

@@ -26,22 +26,16 @@
 #include "nvcache/log_reader.h"
 #include "nvcache/nvcache.h"
 #include "tests/nvcache/mem_target.h"
+#include "tests/support/wait.h"
 
 namespace hafs::interconnect {
 namespace {
 
+using hafs::testing::eventually;
+
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-template <typename F>
-bool eventually(F f, std::chrono::milliseconds limit = 10s) {
-  const auto deadline = Clock::now() + limit;
-  while (!f()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

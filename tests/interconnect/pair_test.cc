@@ -22,36 +22,20 @@
 #include "nvcache/log_reader.h"
 #include "nvcache/store.h"
 #include "tests/support/hafsd_process.h"
+#include "tests/support/wait.h"
 
 namespace hafs::interconnect {
 namespace {
+
+using hafs::testing::free_port;
+using hafs::testing::eventually;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::HafsdProcess;
 using testing::HafsdSpec;
 
-std::string free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return std::to_string(ntohs(a.sin_port));
-}
 
-template <typename F>
-bool eventually(F f, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  while (!f()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
 
 // Compares the primary's ring (an NV log file) with the partner's mirror of it (a mirror store
 // file): every byte between the primary's trim point and its valid end, and the records (LSNs)

@@ -31,6 +31,7 @@
 
 #include "base/fault.h"
 #include "tests/support/hafsd_process.h"
+#include "tests/support/wait.h"
 
 #ifndef HAFSCTL_BIN
 #error "HAFSCTL_BIN must name the hafsctl binary"
@@ -39,21 +40,15 @@
 namespace hafs::tools {
 namespace {
 
+using hafs::testing::free_port;
+using hafs::testing::eventually;
+
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 using testing::HafsdProcess;
 using testing::HafsdSpec;
 
-template <typename F>
-bool eventually(F f, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  while (!f()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -760,17 +755,6 @@ TEST(HafsctlCommandLine, ASocketThatIsNotHafsdExitsThreeAndNeverHangs) {
 
 // ---- a mirrored pair ----
 
-std::string free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return std::to_string(ntohs(a.sin_port));
-}
 
 class HafsctlPairTest : public ::testing::Test {
  protected:
