@@ -156,10 +156,18 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::umask(0);  // the kernel has applied the caller's umask to every mode it sends
 
-  // A mount point in use is refused before anything (NV log, control socket) is touched.
-  if (fs::is_mount_point(cfg.mount))
-    return fail(ready, log, Status::error(Code::kInvalidArgument,
-                                          "mount point " + cfg.mount + " is busy (something is mounted there)"));
+  // A bad mount point is refused before anything (NV log, control socket) is touched.
+  {
+    struct stat mst {};
+    if (::stat(cfg.mount.c_str(), &mst) != 0)
+      return fail(ready, log, Status::from_errno(errno, "mount point " + cfg.mount));
+    if (!S_ISDIR(mst.st_mode))
+      return fail(ready, log, Status::error(Code::kInvalidArgument,
+                                            "mount point " + cfg.mount + " is not a directory"));
+    if (fs::is_mount_point(cfg.mount))
+      return fail(ready, log, Status::error(Code::kInvalidArgument,
+                                            "mount point " + cfg.mount + " is busy (something is mounted there)"));
+  }
 
   // Volumes.
   std::vector<std::unique_ptr<fs::Volume>> vols;
