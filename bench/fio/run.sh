@@ -5,21 +5,25 @@
 #   ext4    the directory itself (the baseline: what hafs runs over)
 #   wt      hafsd, one write-through volume over an ext4 directory
 #   staged  hafsd, one staged volume over an ext4 directory, NV log on /dev/shm (pmem store)
+#   mirrored  the same as staged, but on node 1 of a real two-node pair: two hafsd (node 1 serving
+#           vol1, node 2 serving vol2, no [membership]) mirror each other's NV log over libfabric
+#           (tcp, loopback); fio runs on node 1's mount, so every staged write is also acknowledged
+#           by node 2's mirror before it returns
 # Jobs (this directory): w1 (4 KiB randwrite QD1, fsync after each write), w2 (4 KiB randwrite,
 # O_DSYNC, 4 jobs), w3 (1 MiB sequential write, fsync at the end), w4 (4 KiB randread QD1,
 # O_DIRECT). Files are laid out once per target with prefill.fio, so the jobs measure steady
 # state (overwrites of allocated blocks).
 #
-# Each job runs --reps times, interleaving the targets (ext4 wt staged ext4 wt staged ...), so
+# Each job runs --reps times, interleaving the targets (ext4 wt staged mirrored ext4 ...), so
 # that ratios compare runs taken side by side; the table shows medians of the repetitions and
 # the ratios are medians of the per-repetition ratios.
 #
 # This script starts and stops hafsd itself and removes everything it created (mounts, NV log
-# files in /dev/shm, its work directory), also on failure or Ctrl-C. It needs root (FUSE
+# and mirror files in /dev/shm, its work directory), also on failure or Ctrl-C. It needs root (FUSE
 # mounts), fio and python3. It builds only the hafsd target, and only if the binary is missing.
 #
 # Usage: bench/fio/run.sh [--build-dir DIR] [--work-parent DIR] [--reps N] [--jobs "w1 w2 w3 w4"]
-#                         [--targets "ext4 wt staged"] [--nvlog-size SIZE] [--results DIR]
+#                         [--targets "ext4 wt staged mirrored"] [--nvlog-size SIZE] [--results DIR]
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,11 +32,11 @@ build_dir="$repo/build-fio"
 work_parent=/var/tmp
 reps=3
 jobs="w1 w2 w3 w4"
-targets="ext4 wt staged"
+targets="ext4 wt staged mirrored"
 nvlog_size=1GiB
 results_dir=""
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build-dir) build_dir=$2; shift 2 ;;
@@ -50,7 +54,7 @@ done
 log() { echo "[$(date +%T)] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-for tool in fio python3 mountpoint fusermount3; do
+for tool in fio python3 mountpoint fusermount3 ss; do
   command -v "$tool" >/dev/null || die "$tool not found"
 done
 [[ $(id -u) -eq 0 ]] || die "run as root (hafsd mounts FUSE and serves as root)"
@@ -73,7 +77,7 @@ case "$fstype" in
   *) rmdir "$work"; die "$work_parent is on '$fstype', not ext4 (use --work-parent)" ;;
 esac
 shm_prefix="/dev/shm/hafs-fio-$$"
-declare -A pid_of=() mnt_of=() vol_of=() dir_of=()
+declare -A pid_of=() mnt_of=() vol_of=() dir_of=() peer_of=()
 mkdir -p "$work/json" "$work/logs"
 
 stop_hafsd() {  # target
@@ -105,7 +109,7 @@ cleanup() {
     mkdir -p "$results_dir" && cp -r "$work/json" "$work/logs" "$results_dir/" || true
   fi
   rm -rf "$work"
-  rm -f "$shm_prefix".*.nvlog
+  rm -f "$shm_prefix".*.nvlog "$shm_prefix".*.mirror
   exit "$rc"
 }
 trap cleanup EXIT
@@ -130,24 +134,88 @@ start_hafsd() {  # target mode node_id nvlog_size
   die "hafsd ($t) did not mount within 30 s"
 }
 
+free_port() {  # the first TCP port from $1 upwards that nothing listens on
+  local p=$1
+  while ss -ltnH "sport = :$p" 2>/dev/null | grep -q .; do p=$((p + 1)); done
+  echo "$p"
+}
+
+# One node of the mirrored pair (cf. tools/demo.sh): node N serves only its own volume volN
+# (no [membership], so no takeover) and mirrors its NV log into the other node over libfabric
+# tcp on loopback. The instance is named t (mirrored = node 1, where fio runs; mirrored-n2).
+start_pair_node() {  # t node my_port partner_port nvlog_size
+  local t=$1 n=$2 size=$5
+  local mnt="$work/mirrored/mnt$n" vol="$work/mirrored/vol$n" log="$work/logs/hafsd-$t.log"
+  mkdir -p "$mnt" "$vol"
+  mnt_of[$t]=$mnt; vol_of[$t]=$vol; dir_of[$t]="$mnt/vol$n"
+  touch "$log"
+  start_line_of[$t]=$(wc -l <"$log")
+  "$hafsd" --node-id "$n" --mount "$mnt" --nvlog "$shm_prefix.$t.nvlog" --nvlog-size "$size" \
+    --nvlog-mode pmem --volume "vol$n:$n:$vol:staged" --log-level info \
+    --set interconnect.partner_node_id=$((3 - n)) \
+    --set interconnect.listen="127.0.0.1:$3" --set interconnect.partner="127.0.0.1:$4" \
+    --set interconnect.key=hafs-fio-key --set interconnect.mirror_path="$shm_prefix.$t.mirror" \
+    --set control_socket="\"$work/$t.sock\"" \
+    >>"$log" 2>&1 &
+  pid_of[$t]=$!
+}
+
+wait_pair_node() {  # t: until it has mounted and mirrors into its partner
+  local t=$1 log="$work/logs/hafsd-$1.log" i
+  for ((i = 0; i < 600; i++)); do
+    if mountpoint -q "${mnt_of[$t]}" &&
+       tail -n +"$((start_line_of[$t] + 1))" "$log" | grep -q -- "-> mirroring"; then
+      return 0
+    fi
+    kill -0 "${pid_of[$t]}" 2>/dev/null || { cat "$log" >&2; die "hafsd ($t) exited before serving"; }
+    sleep 0.1
+  done
+  cat "$log" >&2
+  die "hafsd ($t) did not mount and start mirroring within 60 s"
+}
+
+declare -A start_line_of=()
+pair_port1=""; pair_port2=""
+start_mirrored() {
+  if [[ -z "$pair_port1" ]]; then
+    pair_port1=$(free_port 7601); pair_port2=$(free_port $((pair_port1 + 1)))
+  fi
+  peer_of[mirrored]=mirrored-n2
+  start_pair_node mirrored 1 "$pair_port1" "$pair_port2" "$nvlog_size"
+  start_pair_node mirrored-n2 2 "$pair_port2" "$pair_port1" "$nvlog_size"  # mirror size = ring size
+  wait_pair_node mirrored
+  wait_pair_node mirrored-n2
+}
+
 start_target() {  # target
   case "$1" in
     ext4) mkdir -p "$work/ext4/dir"; dir_of[ext4]="$work/ext4/dir" ;;
     wt) start_hafsd wt write-through 1 64MiB ;;
     staged) start_hafsd staged staged 2 "$nvlog_size" ;;
-    *) die "unknown target $1 (ext4, wt, staged)" ;;
+    mirrored) start_mirrored ;;
+    *) die "unknown target $1 (ext4, wt, staged, mirrored)" ;;
   esac
+}
+
+stop_target() {  # target (node 1 first: it destages its log while node 2 still mirrors it)
+  stop_hafsd "$1"
+  [[ -n "${peer_of[$1]:-}" ]] && stop_hafsd "${peer_of[$1]}"
+  return 0
 }
 
 # Waits until a target is idle before the next run: for hafsd, until its CPU time stops growing
 # (the destager has written back what the last job staged; W3 leaves up to 1 GiB in the NV log),
 # at most 120 s; then writes back the ext4 filesystem's dirty pages.
 quiesce() {  # target
-  local pid=${pid_of[$1]:-} prev=-1 cur i calm=0
-  if [[ -n "$pid" ]]; then
+  local pids="${pid_of[$1]:-}" prev=-1 cur i calm=0 p
+  [[ -n "${peer_of[$1]:-}" ]] && pids="$pids ${pid_of[${peer_of[$1]}]:-}"
+  if [[ -n "${pids// /}" ]]; then
     for ((i = 0; i < 240 && calm < 2; i++)); do
-      cur=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
-      if (( cur - prev <= 1 )); then calm=$((calm + 1)); else calm=0; fi
+      cur=0
+      for p in $pids; do
+        cur=$((cur + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+      done
+      if (( cur - prev <= $(wc -w <<<"$pids") )); then calm=$((calm + 1)); else calm=0; fi
       prev=$cur
       sleep 0.5
     done
@@ -163,7 +231,7 @@ for t in $targets; do
   log "prefill $t (${dir_of[$t]})"
   fio --directory="${dir_of[$t]}" --output="$work/logs/prefill-$t.txt" "$here/prefill.fio"
   if [[ $t != ext4 ]]; then
-    stop_hafsd "$t"  # destages the whole NV log to the medium before it exits
+    stop_target "$t"  # destages the whole NV log to the medium before it exits
     start_target "$t"
   fi
 done
@@ -242,10 +310,25 @@ rows = [("W1 IOPS staged / ext4", ratio("w1", "staged", "ext4"), ">= 3x"),
         ("W3 bandwidth staged / ext4", ratio("w3", "staged", "ext4", "bw"), ""),
         ("W3 bandwidth wt / ext4", ratio("w3", "wt", "ext4", "bw"), ""),
         ("W4 IOPS wt / staged", ratio("w4", "wt", "staged"), "<= 1.5x"),
-        ("W4 IOPS ext4 / wt", ratio("w4", "ext4", "wt"), "")]
+        ("W4 IOPS ext4 / wt", ratio("w4", "ext4", "wt"), ""),
+        ("W1 IOPS mirrored / ext4", ratio("w1", "mirrored", "ext4"), ">= 3x"),
+        ("W1 IOPS mirrored / staged", ratio("w1", "mirrored", "staged"), ""),
+        ("W2 IOPS mirrored / staged", ratio("w2", "mirrored", "staged"), ""),
+        ("W3 bandwidth mirrored / staged", ratio("w3", "mirrored", "staged", "bw"), ""),
+        ("W4 IOPS wt / mirrored", ratio("w4", "wt", "mirrored"), "")]
 for name, xs, target in rows:
     if xs:
         print(f"| {name} | {med(xs):.2f}x | {', '.join(f'{x:.2f}' for x in xs)} | {target} |")
+
+def diff(job, a, b, key):
+    if a not in targets or b not in targets or job not in jobs:
+        return None
+    return [res[(job, a, rep)].get(key, 0) - res[(job, b, rep)].get(key, 0) for rep in range(1, reps + 1)]
+
+for name, xs, target in [("W1 write p50 mirrored - staged", diff("w1", "mirrored", "staged", "p50"), "<= +40 µs"),
+                         ("W1 fsync p50 mirrored - staged", diff("w1", "mirrored", "staged", "fsync_p50"), "")]:
+    if xs:
+        print(f"| {name} | {med(xs):+.1f} µs | {', '.join(f'{x:+.1f}' for x in xs)} | {target} |")
 if "w3" in jobs and "staged" in targets:
     xs = [res[("w3", "staged", rep)]["bw"] / 2**30 for rep in range(1, reps + 1)]
     print(f"| W3 staged bandwidth | {med(xs):.2f} GiB/s | {', '.join(f'{x:.2f}' for x in xs)} | >= 1 GiB/s |")
