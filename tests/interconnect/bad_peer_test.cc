@@ -18,6 +18,7 @@
 #include "interconnect/mirror_sender.h"
 #include "nvcache/nvcache.h"
 #include "tests/nvcache/mem_target.h"
+#include "tests/interconnect/pair_options.h"
 #include "tests/support/wait.h"
 
 namespace hafs::interconnect {
@@ -124,24 +125,8 @@ class BadPeerTest : public ::testing::Test {
     std::filesystem::remove(mirror_path_);
   }
 
-  MirrorReceiverOptions receiver_options() {
-    MirrorReceiverOptions o;
-    o.logger = Logger("node2", LogLevel::kWarn);
-    o.listen_port = port_;
-    o.node_id = 2;
-    o.partner_node_id = 1;
-    o.key = key_;
-    return o;
-  }
-  MirrorSenderOptions sender_options() {
-    MirrorSenderOptions o;
-    o.logger = Logger("node1", LogLevel::kWarn);
-    o.partner_port = port_;
-    o.node_id = 1;
-    o.partner_node_id = 2;
-    o.key = key_;
-    return o;
-  }
+  MirrorReceiverOptions receiver_options() { return testing::receiver_options_for(port_, key_); }
+  MirrorSenderOptions sender_options() { return testing::sender_options_for(port_, key_); }
   uint32_t mirror_crc() { return crc32c(mirror_->mapping(), mirror_->size()); }
 
   // A well-formed AUTH answering `hello`, as the real sender would send it, after `edit` (the

@@ -26,6 +26,7 @@
 #include "nvcache/log_reader.h"
 #include "nvcache/nvcache.h"
 #include "tests/nvcache/mem_target.h"
+#include "tests/interconnect/pair_options.h"
 #include "tests/support/wait.h"
 
 namespace hafs::interconnect {
@@ -185,14 +186,8 @@ class LoopbackProtocolTest : public ::testing::Test {
   }
 
   MirrorReceiverOptions receiver_options() {
-    MirrorReceiverOptions o;
-    o.logger = Logger("node2", LogLevel::kWarn);
+    MirrorReceiverOptions o = testing::receiver_options_for(kPort, key_, LogLevel::kWarn, kHost);
     o.transport = net_.get();
-    o.listen_host = kHost;
-    o.listen_port = kPort;
-    o.node_id = 2;
-    o.partner_node_id = 1;
-    o.key = key_;
     return o;
   }
   void start_receiver() {
@@ -202,14 +197,8 @@ class LoopbackProtocolTest : public ::testing::Test {
   }
 
   MirrorSenderOptions sender_options(std::chrono::milliseconds mirror_wait) {
-    MirrorSenderOptions o;
-    o.logger = Logger("node1", LogLevel::kWarn);
+    MirrorSenderOptions o = testing::sender_options_for(kPort, key_, LogLevel::kWarn, kHost);
     o.transport = net_.get();
-    o.partner_host = kHost;
-    o.partner_port = kPort;
-    o.node_id = 1;
-    o.partner_node_id = 2;
-    o.key = key_;
     o.mirror_wait = mirror_wait;
     o.window_bytes = 64u << 10;
     o.max_chunk_bytes = 16u << 10;

@@ -25,6 +25,7 @@
 #include "nvcache/log_reader.h"
 #include "nvcache/nvcache.h"
 #include "tests/nvcache/mem_target.h"
+#include "tests/interconnect/pair_options.h"
 #include "tests/support/wait.h"
 
 namespace hafs::interconnect {
@@ -88,12 +89,7 @@ class MirrorRandomTest : public ::testing::Test {
   }
 
   void start_receiver() {
-    MirrorReceiverOptions o;
-    o.logger = Logger("node2", LogLevel::kWarn);
-    o.listen_port = port_;
-    o.node_id = 2;
-    o.partner_node_id = 1;
-    o.key = key_;
+    MirrorReceiverOptions o = testing::receiver_options_for(port_, key_);
     o.faults = &receiver_faults_;
     // The port of the receiver just stopped may take a moment to be free again.
     Result<std::unique_ptr<MirrorReceiver>> r = Status::error(Code::kUnavailable, "not started");
@@ -124,12 +120,7 @@ class MirrorRandomTest : public ::testing::Test {
 TEST_F(MirrorRandomTest, MirrorFollowsThroughDropsWrapsAndTrims) {
   std::mt19937_64 rng(seed_for_run());
   start_receiver();
-  MirrorSenderOptions so;
-  so.logger = Logger("node1", LogLevel::kWarn);
-  so.partner_port = port_;
-  so.node_id = 1;
-  so.partner_node_id = 2;
-  so.key = key_;
+  MirrorSenderOptions so = testing::sender_options_for(port_, key_);
   so.mirror_wait = 20s;  // far longer than any reconnect here: degrading is a failure
   so.window_bytes = 64u << 10;
   so.max_chunk_bytes = 16u << 10;

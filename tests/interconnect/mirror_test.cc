@@ -15,6 +15,7 @@
 #include "interconnect/mirror_sender.h"
 #include "nvcache/nvcache.h"
 #include "tests/nvcache/mem_target.h"
+#include "tests/interconnect/pair_options.h"
 #include "tests/support/wait.h"
 
 namespace hafs::interconnect {
@@ -58,22 +59,10 @@ class MirrorTest : public ::testing::Test {
     cache_ = std::move(*c);
   }
   MirrorReceiverOptions receiver_options() {
-    MirrorReceiverOptions o;
-    o.logger = Logger("node2", LogLevel::kInfo);
-    o.listen_port = port_;
-    o.node_id = 2;
-    o.partner_node_id = 1;
-    o.key = key_;
-    return o;
+    return testing::receiver_options_for(port_, key_, LogLevel::kInfo);
   }
   MirrorSenderOptions sender_options() {
-    MirrorSenderOptions o;
-    o.logger = Logger("node1", LogLevel::kInfo);
-    o.partner_port = port_;
-    o.node_id = 1;
-    o.partner_node_id = 2;
-    o.key = key_;
-    return o;
+    return testing::sender_options_for(port_, key_, LogLevel::kInfo);
   }
   void TearDown() override {
     if (sender_) sender_->stop();
