@@ -194,7 +194,7 @@ void MirrorSender::handle(const std::vector<std::byte>& bytes) {
       if (commit_times_.front().first == a->acked_pos)
         counters_.last_ack_latency_us =
             std::chrono::duration_cast<std::chrono::microseconds>(last_heard_ - commit_times_.front().second).count();
-      commit_times_.erase(commit_times_.begin());
+      commit_times_.pop_front();
     }
     if (degraded_ && state_ == MirrorState::kMirroring && conn_acked_pos_ >= filled_.pos) {
       degraded_ = false;  // the policy gave up while connected; the partner has caught up

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -139,7 +140,8 @@ class MirrorSender : public nvcache::Replicator {
   uint64_t told_trim_pos_ = 0;     // the newest trim position sent to the mirror on this connection
   nvcache::RingHeader trim_header_;
   std::chrono::steady_clock::time_point last_heard_{}, last_sent_{};
-  std::vector<std::pair<uint64_t, std::chrono::steady_clock::time_point>> commit_times_;
+  // COMMITs in flight (end position, when sent), oldest first: ACKs retire them from the front.
+  std::deque<std::pair<uint64_t, std::chrono::steady_clock::time_point>> commit_times_;
   MirrorStats counters_;
 };
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 
 namespace hafs::tools {
 
@@ -38,10 +39,14 @@ json faults_json(const FaultRegistry& faults) {
 json node_status(const NodeView& n) {
   const HafsdConfig& c = *n.config;
   const auto up = std::chrono::steady_clock::now() - n.started;
+  // One snapshot of the mirror for the whole answer: every field agrees, one lock taken.
+  const std::optional<interconnect::MirrorStats> mirror =
+      n.sender ? std::optional(n.sender->stats()) : std::nullopt;
+  const bool degraded = mirror && mirror->degraded;
   json s;
   s["node"] = {{"id", c.node_id}, {"pid", ::getpid()}, {"mount", c.mount},
                {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(up).count()},
-               {"state", n.sender && n.sender->stats().degraded ? "degraded" : "normal"}};
+               {"state", degraded ? "degraded" : "normal"}};
   const nvcache::NvCacheStats st = n.cache->stats();
   s["nvlog"] = {{"path", c.nvlog_path},
                 {"mode", nvcache::store_mode_name(c.nvlog_mode)},
@@ -61,7 +66,6 @@ json node_status(const NodeView& n) {
                              {"errors", st.destage_errors},
                              {"last_error", st.last_destage_error}}}};
   json vols = json::array();
-  const bool degraded = n.sender && n.sender->stats().degraded;
   if (n.monitor) {
     const membership::MonitorStatus ms = n.monitor->status();
     s["node"]["state"] = membership::node_state_name(ms.state);
@@ -96,8 +100,8 @@ json node_status(const NodeView& n) {
     s["membership"] = nullptr;
   }
   s["volumes"] = vols;
-  if (n.sender) {
-    const auto m = n.sender->stats();
+  if (mirror) {
+    const interconnect::MirrorStats& m = *mirror;
     s["mirror"] = {{"partner", c.interconnect.partner_node_id},
                    {"state", interconnect::mirror_state_name(m.state)},
                    {"degraded", m.degraded},
