@@ -40,6 +40,9 @@ struct FsOptions {
   // Asked before a write is acknowledged: false (this node's lease on the volume ran out, or it
   // was fenced) fails the write with EIO. Null: always acknowledge (no membership).
   std::function<bool(const Volume&)> may_acknowledge;
+  // Are writes acknowledged without the partner's mirror now? A staged volume whose degraded
+  // policy is write-through then writes to the medium instead of the NV log. Null: never.
+  std::function<bool()> mirror_degraded;
 };
 
 class Filesystem {

@@ -166,7 +166,14 @@ void Filesystem::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size,
     return volume_by_id(vol.id()) == &vol && (!options_.may_acknowledge || options_.may_acknowledge(vol));
   };
   if (!may_ack()) return (void)fuse_reply_err(req, EIO);
-  if (cache_ && vol.mode() == WriteMode::kStaged && !inode.unlinked.load()) {
+  // Degraded with the write-through policy: the medium takes the write, after whatever of the
+  // file is still staged (a later destage must never overwrite it with older bytes).
+  const bool through = vol.mode() == WriteMode::kWriteThrough ||
+                       (vol.degraded_policy() == DegradedPolicy::kWriteThrough &&
+                        options_.mirror_degraded && options_.mirror_degraded());
+  if (through && vol.mode() == WriteMode::kStaged)
+    if (int err = flush_staged(inode)) return (void)fuse_reply_err(req, err);
+  if (cache_ && !through && !inode.unlinked.load()) {
     auto lsn = cache_->write(object_of(inode), vol.epoch(), off,
                              std::as_bytes(std::span(buf, size)));
     if (!lsn) {
@@ -177,11 +184,11 @@ void Filesystem::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size,
     if (!may_ack()) return (void)fuse_reply_err(req, EIO);  // fenced while this write waited
     return (void)fuse_reply_write(req, size);
   }
-  // Write-through, or a file with no name left (the destager could not reopen it by handle):
-  // straight to the medium. Write-through syncs before the reply.
+  // Write-through (by mode or by degraded policy), or a file with no name left (the destager
+  // could not reopen it by handle): straight to the medium. Write-through syncs before the reply.
   if (int err = write_all(of->fd, buf, size, off)) return (void)fuse_reply_err(req, err);
-  if (vol.mode() == WriteMode::kWriteThrough && !inode.unlinked.load() && ::fdatasync(of->fd) != 0)
-    return (void)fuse_reply_err(req, errno);
+  if (through && !inode.unlinked.load() && ::fdatasync(of->fd) != 0) return (void)fuse_reply_err(req, errno);
+  if (through && !may_ack()) return (void)fuse_reply_err(req, EIO);  // fenced meanwhile
   fuse_reply_write(req, size);
 }
 

@@ -19,6 +19,17 @@ bool parse_write_mode(const std::string& text, WriteMode* out) {
   return true;
 }
 
+const char* degraded_policy_name(DegradedPolicy policy) {
+  return policy == DegradedPolicy::kLocalLog ? "local-log" : "write-through";
+}
+
+bool parse_degraded_policy(const std::string& text, DegradedPolicy* out) {
+  if (text == "local-log") *out = DegradedPolicy::kLocalLog;
+  else if (text == "write-through") *out = DegradedPolicy::kWriteThrough;
+  else return false;
+  return true;
+}
+
 namespace {
 struct HandleBuf {
   file_handle fh;
@@ -93,12 +104,19 @@ VolumeTarget::~VolumeTarget() {
   for (auto& [k, fd] : open_) ::close(fd);
 }
 
-Status VolumeTarget::write(const nvcache::ObjectId& object, uint64_t /*epoch*/,
+Status VolumeTarget::write(const nvcache::ObjectId& object, uint64_t epoch,
                            std::span<const nvcache::DestageExtent> extents) {
   Volume* vol = resolve_(object.volume_id);
   if (!vol)
     return Status::error(Code::kUnavailable,
                          "no volume with id " + std::to_string(object.volume_id) + " here");
+  if (epoch > vol->epoch())
+    return Status::error(Code::kStaleEpoch, "volume " + vol->name() + ": records of epoch " +
+                                                std::to_string(epoch) + " but this node holds epoch " +
+                                                std::to_string(vol->epoch()) + ": not destaged");
+  if (fence_ && !fence_(*vol))
+    return Status::error(Code::kStaleEpoch, "volume " + vol->name() + ": no valid lease at epoch " +
+                                                std::to_string(vol->epoch()) + ": not destaged");
   int fd = -1;
   {
     std::lock_guard lock(mu_);

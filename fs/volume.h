@@ -27,6 +27,15 @@ enum class WriteMode {
 const char* write_mode_name(WriteMode mode);
 bool parse_write_mode(const std::string& text, WriteMode* out);  // "staged" | "write-through"
 
+// What a staged volume's writes do while the mirror is unavailable (partner down, interconnect
+// cut, resync not finished): the volume's `degraded` setting.
+enum class DegradedPolicy {
+  kLocalLog,      // keep staging: acknowledged after the local NV log persist alone (one copy)
+  kWriteThrough,  // go to the medium and sync before the reply (the medium holds every write)
+};
+const char* degraded_policy_name(DegradedPolicy policy);
+bool parse_degraded_policy(const std::string& text, DegradedPolicy* out);  // "local-log" | "write-through"
+
 inline constexpr uint32_t kMaxVolumeId = 255;
 inline constexpr int kInodeIdShift = 56;  // inode number = volume id << 56 | medium inode number
 inline constexpr uint64_t kMediumInoMask = (uint64_t{1} << kInodeIdShift) - 1;
@@ -48,6 +57,8 @@ class Volume {
   uint32_t home_node() const { return home_node_; }
   void set_home_node(uint32_t node) { home_node_ = node; }
   void set_epoch(uint64_t epoch) { epoch_.store(epoch, std::memory_order_release); }
+  DegradedPolicy degraded_policy() const { return degraded_policy_; }
+  void set_degraded_policy(DegradedPolicy policy) { degraded_policy_ = policy; }  // before serving
 
   // The inode number hafs shows for a medium inode of this volume.
   uint64_t inode_id(uint64_t medium_ino) const {
@@ -75,6 +86,7 @@ class Volume {
   unsigned handle_bytes_ = 0;
   std::atomic<uint64_t> epoch_{1};
   uint32_t home_node_ = 0;
+  DegradedPolicy degraded_policy_ = DegradedPolicy::kLocalLog;
 };
 
 // The persistent handle of an open file as an opaque key: 4 bytes of handle type (LE), then the
@@ -83,10 +95,18 @@ Result<std::string> handle_key_of(int fd);
 
 // Destages into volumes: reopen by handle, pwrite, fsync. Files written but not yet synced are
 // kept open between write() and sync() of one destage pass.
+//
+// Fencing (I2): a batch is refused with kStaleEpoch when its records carry an epoch newer than
+// the one this node holds for the volume (they were written by a later owner), or when the
+// fence hook says this node may not write the volume at its epoch now (lease lost or expired).
 class VolumeTarget : public nvcache::DestageTarget {
  public:
   using Resolver = std::function<Volume*(uint32_t volume_id)>;
+  // May this node write `volume` to the medium at its current epoch, now? (membership's lease)
+  using Fence = std::function<bool(const Volume& volume)>;
   VolumeTarget(Resolver resolve, Logger logger) : resolve_(std::move(resolve)), logger_(std::move(logger)) {}
+  // Set before the destager starts; without one (no membership) every batch may be written.
+  void set_fence(Fence fence) { fence_ = std::move(fence); }
   ~VolumeTarget() override;
 
   Status write(const nvcache::ObjectId& object, uint64_t epoch,
@@ -96,6 +116,7 @@ class VolumeTarget : public nvcache::DestageTarget {
  private:
   Resolver resolve_;
   Logger logger_;
+  Fence fence_;
   std::mutex mu_;
   std::map<std::pair<uint32_t, std::string>, int> open_;  // GUARDED_BY(mu_): written, not synced
 };

@@ -28,6 +28,7 @@ MirrorSender::MirrorSender(nvcache::Log& log, MirrorSenderOptions options)
       own_transport_(options_.transport ? nullptr : std::make_unique<FabricTransportFactory>(options_.fabric)),
       transport_(options_.transport ? options_.transport : own_transport_.get()) {
   bounce_.resize(options_.window_bytes);
+  epoch_.store(options_.epoch);
   filled_ = log_.filled_point();
   mirrored_pos_ = filled_.pos;  // what is in the log now was recovered and destaged, or is ours to ship
   policy_ = [limit = options_.mirror_wait](milliseconds waited) { return waited >= limit; };
@@ -59,6 +60,12 @@ void MirrorSender::stop() {
 void MirrorSender::set_degrade_policy(DegradePolicy policy) {
   std::lock_guard lock(mu_);
   policy_ = std::move(policy);
+}
+
+void MirrorSender::set_epoch(uint64_t epoch) {
+  uint64_t cur = epoch_.load();
+  while (cur < epoch && !epoch_.compare_exchange_weak(cur, epoch)) {
+  }
 }
 
 void MirrorSender::force_degraded(bool degraded) {
@@ -191,6 +198,7 @@ void MirrorSender::handle(const std::vector<std::byte>& bytes) {
     mirrored_pos_ = std::max(mirrored_pos_, a->acked_pos);
     acked_lsn_ = std::max(acked_lsn_, a->acked_lsn);
     while (!commit_times_.empty() && commit_times_.front().first <= a->acked_pos) {
+      ack_latency_.record(last_heard_ - commit_times_.front().second);
       if (commit_times_.front().first == a->acked_pos)
         counters_.last_ack_latency_us =
             std::chrono::duration_cast<std::chrono::microseconds>(last_heard_ - commit_times_.front().second).count();
@@ -201,6 +209,7 @@ void MirrorSender::handle(const std::vector<std::byte>& bytes) {
       options_.logger.info("writes are mirrored again (no longer degraded)");
     }
     if (state_ == MirrorState::kResyncing && conn_acked_pos_ >= resync_target_) {
+      resync_ended_ = last_heard_;
       set_state_locked(MirrorState::kMirroring, "the mirror holds everything up to position " +
                                                     std::to_string(resync_target_));
       if (degraded_) {
@@ -271,7 +280,7 @@ bool MirrorSender::connect_and_handshake() {
   const nvcache::TrimPoint filled = log_.filled_point();
   Auth auth;
   auth.node_id = options_.node_id;
-  auth.epoch = options_.epoch;
+  auth.epoch = epoch_.load();
   auth.ring_id = header.ring_id;
   auth.ring_bytes = log_.store().size();
   auth.session = header.session;
@@ -313,7 +322,9 @@ bool MirrorSender::connect_and_handshake() {
   // whose ACK never came): writes waiting for them are mirrored, and no ACK will name them.
   mirrored_pos_ = std::max(mirrored_pos_, from);
   resync_target_ = filled_.pos;
-  last_heard_ = last_sent_ = Clock::now();
+  resync_from_ = from;
+  last_heard_ = last_sent_ = resync_started_ = Clock::now();
+  resync_ended_ = {};
   ++counters_.connects;
   counters_.last_error.clear();
   set_state_locked(MirrorState::kResyncing,
@@ -321,6 +332,7 @@ bool MirrorSender::connect_and_handshake() {
                        " bytes to resync from position " + std::to_string(from));
   if (from >= resync_target_) {
     set_state_locked(MirrorState::kMirroring, "nothing to resync");
+    resync_ended_ = resync_started_;
     if (degraded_) {
       degraded_ = false;
       options_.logger.info("writes are mirrored again (no longer degraded)");
@@ -395,6 +407,16 @@ MirrorStats MirrorSender::stats() const {
   s.lag_lsns = filled_.lsn - 1 > acked_lsn_ ? filled_.lsn - 1 - acked_lsn_ : 0;
   s.resync_bytes_left = state_ == MirrorState::kResyncing && resync_target_ > conn_acked_pos_
                             ? resync_target_ - conn_acked_pos_ : 0;
+  if (resync_started_ != Clock::time_point{}) {
+    s.resync_bytes_total = resync_target_ - std::min(resync_from_, resync_target_);
+    s.resync_bytes_done = std::min(s.resync_bytes_total, conn_acked_pos_ - std::min(resync_from_, conn_acked_pos_));
+    const bool running = state_ == MirrorState::kResyncing;
+    const auto end = running || resync_ended_ == Clock::time_point{} ? Clock::now() : resync_ended_;
+    const double secs = std::chrono::duration<double>(end - resync_started_).count();
+    if (secs > 0) s.resync_rate_bytes_per_s = static_cast<double>(s.resync_bytes_done) / secs;
+    if (running && s.resync_rate_bytes_per_s > 0)
+      s.resync_eta_ms = static_cast<int64_t>(1000.0 * static_cast<double>(s.resync_bytes_left) / s.resync_rate_bytes_per_s);
+  }
   if (last_heard_ != Clock::time_point{})
     s.ms_since_heard = duration_cast<milliseconds>(Clock::now() - last_heard_).count();
   return s;

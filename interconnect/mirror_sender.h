@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "base/fault.h"
+#include "base/histogram.h"
 #include "base/logger.h"
 #include "interconnect/auth.h"
 #include "interconnect/fabric.h"
@@ -48,7 +49,7 @@ struct MirrorSenderOptions {
   uint32_t node_id = 0;
   uint32_t partner_node_id = 0;
   Key key{};
-  uint64_t epoch = 1;
+  uint64_t epoch = 1;                     // the first AUTH's epoch; set_epoch() raises it
   size_t window_bytes = 16u << 20;        // shipped and not yet acknowledged, at most
   size_t max_chunk_bytes = 1u << 20;      // one RMA write + COMMIT carries at most this
   std::chrono::milliseconds connect_timeout{1000};
@@ -71,6 +72,12 @@ struct MirrorStats {
   uint64_t lag_bytes = 0;         // filled_pos - mirrored_pos
   uint64_t lag_lsns = 0;          // filled LSN - acknowledged LSN (as far as ACKs told it)
   uint64_t resync_bytes_left = 0;
+  // The resync in progress (state kResyncing) or the last one: bytes it had to ship, bytes the
+  // mirror has acknowledged of them, their rate since it began, and the time left at that rate.
+  uint64_t resync_bytes_total = 0;
+  uint64_t resync_bytes_done = 0;
+  double resync_rate_bytes_per_s = 0;
+  int64_t resync_eta_ms = -1;  // -1: not resyncing, or no rate yet
   int64_t last_ack_latency_us = -1;
   int64_t ms_since_heard = -1;
   uint64_t connects = 0;
@@ -93,6 +100,11 @@ class MirrorSender : public nvcache::Replicator {
   // Membership's verdict: the partner is down or cut off, stop waiting for it now (true). The
   // degraded state ends by itself once a reconnect's resync has caught up; false is a no-op.
   void force_degraded(bool degraded);
+  // Membership's newest epoch: the next handshake presents it (a receiver that knows a newer
+  // one refuses the connection as stale). Never lowers it.
+  void set_epoch(uint64_t epoch);
+  // Cheap (no lock): are writes acknowledged without the partner now?
+  bool degraded() const { return degraded_.load(std::memory_order_acquire); }
 
   // nvcache::Replicator
   void filled(nvcache::TrimPoint filled) override;
@@ -100,6 +112,9 @@ class MirrorSender : public nvcache::Replicator {
   void trimmed(const nvcache::RingHeader& header) override;
 
   MirrorStats stats() const;
+  // COMMIT -> ACK round trip of every COMMIT an ACK retires (an ACK may cover several), from
+  // sending it to hearing the ACK. No lock: the histogram is atomic.
+  const LatencyHistogram& ack_latency() const { return ack_latency_; }
 
  private:
   void run();
@@ -135,7 +150,10 @@ class MirrorSender : public nvcache::Replicator {
   uint64_t mirrored_pos_ = 0;      // the partner holds every byte before it (never decreases)
   uint64_t acked_lsn_ = 0;
   uint64_t resync_target_ = 0;     // kResyncing ends when the partner holds this position
-  bool degraded_ = false;
+  uint64_t resync_from_ = 0;       // ... and began shipping from this one
+  std::chrono::steady_clock::time_point resync_started_{}, resync_ended_{};
+  std::atomic<bool> degraded_{false};  // written under mu_; read without it by degraded()
+  std::atomic<uint64_t> epoch_;
   bool trim_dirty_ = false;
   uint64_t told_trim_pos_ = 0;     // the newest trim position sent to the mirror on this connection
   nvcache::RingHeader trim_header_;
@@ -143,6 +161,7 @@ class MirrorSender : public nvcache::Replicator {
   // COMMITs in flight (end position, when sent), oldest first: ACKs retire them from the front.
   std::deque<std::pair<uint64_t, std::chrono::steady_clock::time_point>> commit_times_;
   MirrorStats counters_;
+  LatencyHistogram ack_latency_;
 };
 
 }  // namespace hafs::interconnect

@@ -318,6 +318,21 @@ bool Monitor::lease_valid(VolumeId volume, uint64_t epoch, Millis now) const {
   return false;
 }
 
+uint64_t highest_epoch(const MonitorStatus& status) {
+  uint64_t e = 0;
+  for (const auto& v : status.volumes) e = std::max(e, v.epoch);
+  return e;
+}
+
+bool Monitor::may_destage(VolumeId volume, uint64_t epoch, Millis now) const {
+  std::lock_guard lock(mu_);
+  for (const auto& v : snapshot_.volumes)
+    if (v.id == volume)
+      return (v.state == VolumeState::kServing || v.state == VolumeState::kTakingOver) &&
+             v.epoch == epoch && now < v.lease_valid_until;
+  return false;
+}
+
 void Monitor::publish() {
   MonitorStatus s;
   s.state = state_;

@@ -108,6 +108,10 @@ struct MonitorStatus {
   std::vector<VolumeView> volumes;
 };
 
+// The newest epoch of any volume in `status`: the pair's epoch the interconnect handshake
+// presents and requires (a node that has not yet learned a takeover is refused as stale).
+uint64_t highest_epoch(const MonitorStatus& status);
+
 class Monitor {
  public:
   // Validates `config`. `clock`, `disk` and `actions` must outlive the Monitor.
@@ -135,6 +139,10 @@ class Monitor {
   // data path makes before acknowledging (a process that froze and woke before its next tick
   // must not acknowledge on a lease that ran out meanwhile).
   bool lease_valid(VolumeId volume, uint64_t epoch, Millis now) const;
+  // True while this node holds `volume` at `epoch` with a lease valid at `now`, serving it or
+  // taking it over: the check before every destage batch (the takeover's replay destages before
+  // the volume is served). A node that lost the volume, or froze past its lease, writes nothing.
+  bool may_destage(VolumeId volume, uint64_t epoch, Millis now) const;
 
  private:
   enum class ReadKind : uint8_t { kValid, kMissing, kCorrupt, kError };

@@ -96,6 +96,7 @@ void NvCache::wake_destager() {
 
 Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t offset,
                                 std::span<const std::byte> data) {
+  const auto started = std::chrono::steady_clock::now();
   if (object.key.size() > kMaxKeyBytes)
     return Status::error(Code::kInvalidArgument, "object key longer than 128 bytes");
   uint64_t last_lsn = 0;
@@ -155,6 +156,7 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
     bytes_appended_.fetch_add(len, std::memory_order_relaxed);
   } while (done < data.size());
   if (under_pressure()) wake_destager();
+  write_ack_latency_.record(std::chrono::steady_clock::now() - started);
   return last_lsn;
 }
 
@@ -211,8 +213,10 @@ Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64
     std::shared_lock lock(index_mu_);
     return index_.extents_of(o);
   };
+  const auto started = std::chrono::steady_clock::now();
   auto result = destage_objects(objects, max_lsn, lister, ring_bytes_, target_, options_.faults,
                                 options_.logger);
+  const auto took = std::chrono::steady_clock::now() - started;
   destage_passes_.fetch_add(1, std::memory_order_relaxed);
   if (!result) {
     destage_errors_.fetch_add(1, std::memory_order_relaxed);
@@ -226,6 +230,7 @@ Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64
     for (const auto& o : result->gone) index_.drop_object(o);
   }
   index_room_cv_.notify_all();
+  destage_latency_.record(took);
   destaged_bytes_.fetch_add(result->bytes, std::memory_order_relaxed);
   {
     std::lock_guard lock(error_mu_);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/fault.h"
+#include "base/histogram.h"
 #include "base/logger.h"
 #include "base/status.h"
 #include "nvcache/destager.h"
@@ -122,6 +123,13 @@ class NvCache {
   void resume_volume(uint32_t volume_id);
 
   NvCacheStats stats() const;
+  // Latency of write() from entry to its return, for acknowledged writes (errors are not
+  // recorded): reserve, fill, persist, index, and the wait for the partner's mirror.
+  const LatencyHistogram& write_ack_latency() const { return write_ack_latency_; }
+  // Latency of each destage pass that wrote something: the write and sync of one batch of
+  // objects (up to destage_batch_bytes), successful passes only (failures count in
+  // NvCacheStats::destage_errors).
+  const LatencyHistogram& destage_latency() const { return destage_latency_; }
   Log& log() { return *log_; }
 
   // Mirrors every record from now on: a write is acknowledged only once `replicator` says the
@@ -170,6 +178,8 @@ class NvCache {
   std::atomic<uint64_t> destage_passes_{0};
   std::atomic<uint64_t> destaged_bytes_{0};
   std::atomic<uint64_t> destage_errors_{0};
+  LatencyHistogram write_ack_latency_;
+  LatencyHistogram destage_latency_;
   mutable std::mutex error_mu_;
   std::string last_destage_error_;      // GUARDED_BY(error_mu_)
 };

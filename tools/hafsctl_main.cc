@@ -1,6 +1,7 @@
 // hafsctl: look at and drive a running hafsd over its control socket (docs/control-protocol.md).
 //
 //   hafsctl [--socket PATH | --node N] [--timeout S] status [--json]
+//   hafsctl ... metrics
 //   hafsctl ... flush [VOLUME]
 //   hafsctl ... giveback VOLUME
 //   hafsctl ... fault list | fault arm SITE ACTION [--always] [--probability P] | fault clear [SITE]
@@ -129,8 +130,13 @@ void print_status(json& s) {
                 get<long long>(m, "last_ack_latency_us", -1), get<long long>(m, "ms_since_heard", -1),
                 get<std::string>(m, "last_error", "").empty() ? "" : "; last error: ",
                 get<std::string>(m, "last_error", "").c_str());
-    if (get<unsigned long long>(m, "resync_bytes_left", 0) > 0)
-      std::printf("         resync: %s left\n", bytes_text(get<double>(m, "resync_bytes_left", 0)).c_str());
+    if (get<unsigned long long>(m, "resync_bytes_left", 0) > 0) {
+      json& r = m["resync"];
+      std::printf("         resync: %s of %s left, %s/s, ETA %.1f s\n",
+                  bytes_text(get<double>(m, "resync_bytes_left", 0)).c_str(),
+                  bytes_text(get<double>(r, "bytes_total", 0)).c_str(),
+                  bytes_text(get<double>(r, "rate_bytes_per_s", 0)).c_str(), get<double>(r, "eta_ms", -1) / 1000.0);
+    }
   } else {
     std::printf("mirror   none (single node)\n");
   }
@@ -172,6 +178,7 @@ int main(int argc, char** argv) {
   bool as_json = false;
   auto* status = app.add_subcommand("status", "the node, its NV log, mirror and volumes");
   status->add_flag("--json", as_json, "print the status object (schema: docs/control-protocol.md)");
+  auto* metrics = app.add_subcommand("metrics", "counters, gauges and latency histograms in the Prometheus text format");
   std::string volume;
   auto* flush = app.add_subcommand("flush", "destage everything staged now");
   flush->add_option("volume", volume, "a volume of this node (the whole NV log is destaged)");
@@ -200,6 +207,7 @@ int main(int argc, char** argv) {
   }
   json request;
   if (*status) request = {{"op", "status"}};
+  else if (*metrics) request = {{"op", "metrics"}};
   else if (*flush) request = {{"op", "flush"}, {"volume", volume}};
   else if (*giveback) request = {{"op", "giveback"}, {"volume", giveback_volume}};
   else if (*fault_list) request = {{"op", "fault.list"}};
@@ -220,6 +228,8 @@ int main(int argc, char** argv) {
     if (*status) {
       if (as_json) std::printf("%s\n", result.dump(2).c_str());
       else print_status(result);
+    } else if (*metrics) {
+      std::fputs(result["text"].get<std::string>().c_str(), stdout);
     } else if (*flush) {
       std::printf("flushed: %s staged, NV log trimmed to LSN %llu\n",
                   bytes_text(get<double>(result, "staged_bytes", 0)).c_str(), get<unsigned long long>(result, "trim_lsn", 0));

@@ -37,13 +37,13 @@ Status set_path(toml::table& root, const std::string& key, toml::node&& value) {
 }
 
 Result<VolumeConfig> parse_volume_flag(const std::string& text) {
-  // NAME:ID:PATH[:MODE]
+  // NAME:ID:PATH[:MODE[:HOME[:DEGRADED]]]
   std::vector<std::string> f;
   std::string part;
   std::istringstream in(text);
   while (std::getline(in, part, ':')) f.push_back(part);
-  if (f.size() < 3 || f.size() > 5)
-    return bad("volume", "expected NAME:ID:PATH[:MODE[:HOME]], got '" + text + "'");
+  if (f.size() < 3 || f.size() > 6)
+    return bad("volume", "expected NAME:ID:PATH[:MODE[:HOME[:DEGRADED]]], got '" + text + "'");
   VolumeConfig v;
   v.name = f[0];
   try {
@@ -57,7 +57,9 @@ Result<VolumeConfig> parse_volume_flag(const std::string& text) {
   v.path = f[2];
   if (f.size() >= 4 && !fs::parse_write_mode(f[3], &v.mode))
     return bad("volume", "mode '" + f[3] + "' is not staged or write-through");
-  if (f.size() == 5) {
+  if (f.size() == 6 && !fs::parse_degraded_policy(f[5], &v.degraded))
+    return bad("volume", "degraded policy '" + f[5] + "' is not local-log or write-through");
+  if (f.size() >= 5) {
     try {
       size_t used = 0;
       unsigned long home = std::stoul(f[4], &used);
@@ -144,13 +146,14 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
   static const std::set<std::string> kTop = {"node_id", "mount", "control_socket", "log_level",
                                              "nvlog", "fs", "volume", "interconnect", "membership"};
   static const std::set<std::string> kMembership = {"dir", "lease_ms", "margin_ms", "settle_ms", "tick_ms",
-                                                    "partner_silence_ms", "auto_giveback", "giveback_delay_ms"};
+                                                    "partner_silence_ms", "io_timeout_ms", "auto_giveback",
+                                                    "giveback_delay_ms"};
   static const std::set<std::string> kInterconnect = {
       "provider", "listen", "partner_node_id", "partner", "key_file", "key", "mirror_path",
       "mirror_wait_ms", "heartbeat_ms", "silence_limit_ms"};
   static const std::set<std::string> kNvlog = {"path", "size", "mode", "destage_interval_ms"};
   static const std::set<std::string> kFs = {"attr_timeout_s", "sync_metadata", "threads"};
-  static const std::set<std::string> kVolume = {"name", "id", "path", "mode", "home"};
+  static const std::set<std::string> kVolume = {"name", "id", "path", "mode", "home", "degraded"};
 
   for (auto&& [k, node] : root) {
     const std::string key(k.str());
@@ -263,7 +266,7 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
           if (!v) return v.status();
           (name == "lease_ms" ? m.lease_ms : name == "margin_ms" ? m.margin_ms : name == "settle_ms" ? m.settle_ms
            : name == "tick_ms" ? m.tick_ms : name == "partner_silence_ms" ? m.partner_silence_ms
-                                                                          : m.giveback_delay_ms) = *v;
+           : name == "io_timeout_ms" ? m.io_timeout_ms : m.giveback_delay_ms) = *v;
         }
       }
     } else if (key == "volume") {
@@ -293,6 +296,11 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
             auto s = get_string(n2, sub);
             if (!s) return s.status();
             if (!fs::parse_write_mode(*s, &v.mode)) return bad(sub, "'" + *s + "' is not staged or write-through");
+          } else if (sub == "volume.degraded") {
+            auto s = get_string(n2, sub);
+            if (!s) return s.status();
+            if (!fs::parse_degraded_policy(*s, &v.degraded))
+              return bad(sub, "'" + *s + "' is not local-log or write-through");
           }
         }
         c.volumes.push_back(v);

@@ -19,6 +19,7 @@ struct VolumeConfig {
   std::string path;
   fs::WriteMode mode = fs::WriteMode::kStaged;
   uint32_t home = 0;  // node that serves it normally (0: this node)
+  fs::DegradedPolicy degraded = fs::DegradedPolicy::kLocalLog;  // writes while unmirrored
 };
 
 struct HafsdConfig {
@@ -64,6 +65,7 @@ struct HafsdConfig {
     uint32_t settle_ms = 250;
     uint32_t tick_ms = 500;
     uint32_t partner_silence_ms = 2000;
+    uint32_t io_timeout_ms = 100;       // a renewal slower than this counts as failed
     bool auto_giveback = true;
     uint32_t giveback_delay_ms = 30000;
   } membership;
@@ -74,7 +76,7 @@ struct HafsdConfig {
 Result<uint64_t> parse_size(const std::string& text);
 
 // Loads `path` (may be empty: then only overrides count), applies each "key=value" override in
-// order (dotted keys: nvlog.size=1GiB; volume=NAME:ID:PATH[:MODE] adds a volume), validates.
+// order (dotted keys: nvlog.size=1GiB; volume=NAME:ID:PATH[:MODE[:HOME[:DEGRADED]]] adds a volume), validates.
 Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::string>& overrides);
 
 }  // namespace hafs::tools

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <optional>
 
+#include "tools/metrics_text.h"
+
 namespace hafs::tools {
 
 using json = nlohmann::json;
@@ -72,6 +74,7 @@ json node_status(const NodeView& n) {
     for (const fs::Volume* v : n.volumes) {
       json row = {{"name", v->name()}, {"id", v->id()}, {"path", v->path()},
                   {"mode", fs::write_mode_name(v->mode())}, {"home", v->home_node()},
+                  {"degraded_policy", fs::degraded_policy_name(v->degraded_policy())},
                   {"owner", 0}, {"epoch", 0}, {"state", "unknown"}};
       for (const auto& mv : ms.volumes)
         if (mv.id == v->id()) {
@@ -95,6 +98,7 @@ json node_status(const NodeView& n) {
     for (const fs::Volume* v : n.volumes)
       vols.push_back({{"name", v->name()}, {"id", v->id()}, {"path", v->path()},
                       {"mode", fs::write_mode_name(v->mode())}, {"home", v->home_node()},
+                      {"degraded_policy", fs::degraded_policy_name(v->degraded_policy())},
                       {"owner", c.node_id}, {"epoch", v->epoch()},
                       {"state", degraded ? "degraded" : "normal"}});
     s["membership"] = nullptr;
@@ -110,6 +114,10 @@ json node_status(const NodeView& n) {
                    {"lag_bytes", m.lag_bytes},
                    {"lag_lsns", m.lag_lsns},
                    {"resync_bytes_left", m.resync_bytes_left},
+                   {"resync", {{"bytes_total", m.resync_bytes_total},
+                               {"bytes_done", m.resync_bytes_done},
+                               {"rate_bytes_per_s", m.resync_rate_bytes_per_s},
+                               {"eta_ms", m.resync_eta_ms}}},
                    {"last_ack_latency_us", m.last_ack_latency_us},
                    {"ms_since_heard", m.ms_since_heard},
                    {"connects", m.connects},
@@ -136,6 +144,7 @@ json node_status(const NodeView& n) {
 Result<json> handle_control(const NodeView& n, const json& request) {
   const std::string op = request.value("op", "");
   if (op == "status") return node_status(n);
+  if (op == "metrics") return json{{"text", node_metrics_text(n, node_status(n))}};
   if (op == "flush") {
     const std::string volume = request.value("volume", "");
     if (!volume.empty()) {

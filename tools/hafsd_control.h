@@ -1,4 +1,4 @@
-// The control operations of hafsd (status, flush, faults), answered over the control socket.
+// The control operations of hafsd (status, metrics, flush, faults), answered over the control socket.
 // Schema: docs/control-protocol.md.
 #pragma once
 

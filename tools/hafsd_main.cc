@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
   bool daemon = false, format_nvlog = false;
   app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
   app.add_option("--set", sets, "override a setting: KEY=VALUE (e.g. nvlog.size=1GiB)");
-  app.add_option("--volume", volumes, "add a volume: NAME:ID:PATH[:staged|write-through]");
+  app.add_option("--volume", volumes, "add a volume: NAME:ID:PATH[:MODE[:HOME[:DEGRADED]]]");
   app.add_option("--node-id", node_id, "node_id");
   app.add_option("--mount", mount, "mount point (mount)");
   app.add_option("--nvlog", nvlog, "NV log file (nvlog.path)");
@@ -175,6 +175,7 @@ int main(int argc, char** argv) {
     auto vol = fs::Volume::open(v.name, v.id, v.path, v.mode);
     if (!vol) return fail(ready, log, vol.status());
     (*vol)->set_home_node(v.home);
+    (*vol)->set_degraded_policy(v.degraded);
     vols.push_back(std::move(*vol));
   }
   auto resolve = [&](uint32_t id) -> fs::Volume* {
@@ -201,7 +202,15 @@ int main(int argc, char** argv) {
              cfg.nvlog_size, nvcache::store_mode_name(cfg.nvlog_mode));
   }
 
+  // With membership the monitor's lease decides what this node may destage (and, below,
+  // acknowledge); it is made further down, once the data path exists.
+  membership::SteadyClock clock;
+  std::unique_ptr<membership::Monitor> monitor;
   fs::VolumeTarget target(resolve, log.child("destage"));
+  if (cfg.has_membership())
+    target.set_fence([&](const fs::Volume& v) {
+      return monitor && monitor->may_destage(v.id(), v.epoch(), clock.now());
+    });
   nvcache::NvCacheOptions cache_opts;
   cache_opts.logger = log.child("nvlog");
   cache_opts.destage_interval_ms = cfg.destage_interval_ms;
@@ -277,12 +286,11 @@ int main(int argc, char** argv) {
   fs_opts.attr_timeout_s = cfg.attr_timeout_s;
   fs_opts.sync_metadata = cfg.sync_metadata;
   // With membership the lease decides whether a write may be acknowledged.
-  membership::SteadyClock clock;
-  std::unique_ptr<membership::Monitor> monitor;
   if (cfg.has_membership())
     fs_opts.may_acknowledge = [&](const fs::Volume& v) {
       return monitor && monitor->lease_valid(v.id(), v.epoch(), clock.now());
     };
+  if (sender) fs_opts.mirror_degraded = [&] { return sender->degraded(); };
   fs::Filesystem filesystem(cache->get(), fs_opts);
   if (!cfg.has_membership())
     for (auto& v : vols) filesystem.add_volume(v.get());
@@ -315,6 +323,7 @@ int main(int argc, char** argv) {
     mcfg.settle_ms = mc.settle_ms;
     mcfg.tick_ms = mc.tick_ms;
     mcfg.partner_silence_ms = mc.partner_silence_ms;
+    mcfg.io_timeout_ms = mc.io_timeout_ms;
     mcfg.auto_giveback = mc.auto_giveback;
     mcfg.giveback_delay_ms = mc.giveback_delay_ms;
     auto m = membership::Monitor::create(mcfg, clock, *disk, *actions, log.child("membership"));
@@ -332,6 +341,10 @@ int main(int argc, char** argv) {
         obs.interconnect_alive = heard(out.ms_since_heard) || heard(in.ms_since_heard);
         obs.mirror_in_sync = out.state == interconnect::MirrorState::kMirroring && !out.degraded;
         monitor->tick(obs);
+        // The interconnect handshake presents and requires the newest epoch this node has seen.
+        const uint64_t epoch = membership::highest_epoch(monitor->status());
+        sender->set_epoch(epoch);
+        receiver->set_min_epoch(epoch);
         const auto wait = std::clamp(monitor->next_tick_at() - clock.now(), membership::Millis(1),
                                      membership::Millis(cfg.membership.tick_ms));
         lock.lock();

@@ -270,6 +270,27 @@ TEST_F(BadPeerTest, StaleEpochIsRefused) {
   expect_correct_sender_mirrors(5);
 }
 
+// A node that learns the newer epoch from membership (set_epoch) is let in at its next attempt.
+TEST_F(BadPeerTest, StaleSenderConnectsOnceItLearnsTheEpoch) {
+  receiver_->set_min_epoch(4);
+  auto opts = sender_options();
+  opts.epoch = 2;
+  MirrorSender sender(cache_->log(), opts);
+  sender.start();
+  expect_refused(0, "stale epoch", false);
+  EXPECT_NE(sender.stats().state, MirrorState::kMirroring);
+  sender.set_epoch(3);  // still older: refused again
+  const uint64_t refused = receiver_->stats().refused;
+  ASSERT_TRUE(eventually([&] { return receiver_->stats().refused > refused; }));
+  EXPECT_NE(sender.stats().state, MirrorState::kMirroring);
+  sender.set_epoch(4);
+  sender.set_epoch(1);  // never lowers it
+  EXPECT_TRUE(eventually([&] { return sender.stats().state == MirrorState::kMirroring; }))
+      << sender.stats().last_error;
+  EXPECT_EQ(receiver_->stats().partner_epoch, 4u);
+  sender.stop();
+}
+
 TEST_F(BadPeerTest, SecondSenderWhileTheFirstIsAliveIsRefused) {
   MirrorSender first(cache_->log(), sender_options());
   first.start();

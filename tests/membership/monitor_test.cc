@@ -2,6 +2,9 @@
 // simulated time (docs/membership.md describes the protocol these tests pin down).
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "tests/membership/sim_pair.h"
 
 namespace hafs::membership::testing {
@@ -150,6 +153,7 @@ TEST(MonitorTest, HungNodeThatWakesLateFencesBeforeAnythingElse) {
   // ran out on B's own clock while it was frozen.
   EXPECT_EQ(p.actions(B).serving.size(), 2u);
   EXPECT_FALSE(p.monitor(B)->lease_valid(3, 1, p.clock(B).now()));
+  EXPECT_FALSE(p.monitor(B)->may_destage(3, 1, p.clock(B).now())) << "stale epoch 1 may not destage";
   EXPECT_FALSE(p.serving(B, 3));
   const size_t before = p.actions(B).events.size();
   p.wake(B);
@@ -172,6 +176,25 @@ TEST(MonitorTest, HungNodeThatWakesLateFencesBeforeAnythingElse) {
   p.run(Millis(10'000));
   EXPECT_FALSE(p.serving(B, 3));
   EXPECT_TRUE(p.serving(A, 3));
+}
+
+TEST(MonitorTest, TakeoverReplayMayDestageButNotAcknowledgeUntilServed) {
+  SimPair p(61);
+  bring_up(p);
+  std::vector<std::string> seen;
+  p.actions(A).on_take_over = [&](VolumeId v, uint64_t epoch) {
+    const Millis now = p.clock(A).now();
+    if (!p.monitor(A)->may_destage(v, epoch, now)) seen.push_back("replay of " + std::to_string(v) + " may not destage");
+    if (p.monitor(A)->lease_valid(v, epoch, now)) seen.push_back("acknowledging " + std::to_string(v) + " before serve");
+    if (p.monitor(A)->may_destage(v, epoch - 1, now)) seen.push_back("old epoch destages " + std::to_string(v));
+  };
+  p.kill(B);
+  ASSERT_TRUE(p.run_until([&] { return p.serving(A, 3) && p.serving(A, 4); }, Millis(10'000)));
+  EXPECT_EQ(p.actions(A).count(Event::kTakeOver, 3), 1u);
+  EXPECT_TRUE(seen.empty()) << seen.front();
+  EXPECT_TRUE(p.monitor(A)->may_destage(3, 2, p.clock(A).now()));
+  EXPECT_TRUE(p.monitor(A)->lease_valid(3, 2, p.clock(A).now()));
+  EXPECT_FALSE(p.monitor(A)->may_destage(3, 1, p.clock(A).now()));
 }
 
 TEST(MonitorTest, BriefHangShorterThanTheLeaseChangesNothing) {

@@ -56,6 +56,7 @@ class RecordingActions final : public Actions {
       return Status::error(Code::kIoError, "simulated replay failure", EIO);
     }
     taken_over.insert({v, epoch});
+    if (on_take_over) on_take_over(v, epoch);
     return Status::ok();
   }
   void serve(VolumeId v, uint64_t epoch) override {
@@ -104,6 +105,7 @@ class RecordingActions final : public Actions {
   int fail_take_overs = 0;
   int fail_releases = 0;
   std::function<void(VolumeId)> on_discard;
+  std::function<void(VolumeId, uint64_t)> on_take_over;  // inside take_over, after the checks
 
  private:
   void log(Event::Kind kind, VolumeId v, uint64_t epoch) {

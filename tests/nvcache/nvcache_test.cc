@@ -129,6 +129,25 @@ TEST_F(NvCacheTest, LargeWriteIsSplitIntoRecordsAndReadsBackWhole) {
   EXPECT_EQ(buf, data);
 }
 
+TEST_F(NvCacheTest, LatencyHistogramsCountAcknowledgedWritesAndSuccessfulDestages) {
+  auto cache = open();
+  ASSERT_NE(cache, nullptr);
+  write(*cache, a_, 0, filled(64, 'a'));
+  write(*cache, b_, 0, filled(64, 'b'));
+  EXPECT_FALSE(cache->write(ObjectId{1, std::string(kMaxKeyBytes + 1, 'k')}, 1, 0, filled(1, 'x')).is_ok());
+  EXPECT_EQ(cache->write_ack_latency().snapshot().count, 2u) << "a refused write is not acknowledged";
+  EXPECT_EQ(cache->destage_latency().snapshot().count, 0u);
+
+  target_.fail_errno = EIO;
+  EXPECT_FALSE(cache->flush_all().is_ok());
+  EXPECT_EQ(cache->destage_latency().snapshot().count, 0u) << "a failed pass counts as an error only";
+  EXPECT_EQ(cache->stats().destage_errors, 1u);
+  target_.fail_errno = 0;
+  ASSERT_TRUE(cache->flush_all().is_ok());
+  EXPECT_EQ(cache->destage_latency().snapshot().count, 1u) << "one pass wrote both objects";
+  EXPECT_EQ(cache->stats().destaged_bytes, 128u);
+}
+
 TEST_F(NvCacheTest, KeyLongerThanAHandleIsRefused) {
   auto cache = open();
   ASSERT_NE(cache, nullptr);

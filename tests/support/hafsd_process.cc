@@ -110,6 +110,8 @@ std::vector<std::string> HafsdProcess::args() const {
     std::string flag = name + ":" + std::to_string(id++) + ":" + volume_dir(name) + ":" + mode;
     for (const auto& [home_name, home] : spec_.volume_homes)
       if (home_name == name) flag += ":" + std::to_string(home);
+    for (const auto& [policy_name, policy] : spec_.volume_degraded)
+      if (policy_name == name) flag += ":" + policy;
     a.insert(a.end(), {"--volume", flag});
   }
   a.insert(a.end(), spec_.extra_args.begin(), spec_.extra_args.end());

@@ -30,6 +30,9 @@ struct HafsdSpec {
   // Home node of a volume (name -> node id), passed as the fifth field of --volume; volumes not
   // listed get no home field (hafsd then takes this node).
   std::vector<std::pair<std::string, uint32_t>> volume_homes;
+  // Degraded policy of a volume (name -> "local-log" or "write-through"), the sixth field of
+  // --volume: only for volumes listed in volume_homes.
+  std::vector<std::pair<std::string, std::string>> volume_degraded;
   // Arguments put before the hafsd binary, e.g. {"/usr/bin/nsenter", "--net=/run/netns/NS"};
   // the program must exec hafsd in place (same pid), as nsenter does.
   std::vector<std::string> launcher;

@@ -32,6 +32,7 @@
 #include "base/fault.h"
 #include "tests/support/hafsd_process.h"
 #include "tests/support/wait.h"
+#include "tests/tools/prometheus_text.h"
 
 #ifndef HAFSCTL_BIN
 #error "HAFSCTL_BIN must name the hafsctl binary"
@@ -180,14 +181,17 @@ const Schema kNvlog = {{"path", T::kString}, {"mode", T::kString}, {"data_bytes"
 const Schema kDestage = {{"passes", T::kUnsigned}, {"bytes", T::kUnsigned}, {"errors", T::kUnsigned},
                          {"last_error", T::kString}};
 const Schema kVolume = {{"name", T::kString}, {"id", T::kUnsigned}, {"path", T::kString},
-                        {"mode", T::kString}, {"home", T::kUnsigned}, {"owner", T::kUnsigned},
-                        {"epoch", T::kUnsigned}, {"state", T::kString}};
+                        {"mode", T::kString}, {"home", T::kUnsigned}, {"degraded_policy", T::kString},
+                        {"owner", T::kUnsigned}, {"epoch", T::kUnsigned}, {"state", T::kString}};
 const Schema kMirror = {{"partner", T::kUnsigned}, {"state", T::kString}, {"degraded", T::kBool},
                         {"filled_pos", T::kUnsigned}, {"mirrored_pos", T::kUnsigned},
                         {"lag_bytes", T::kUnsigned}, {"lag_lsns", T::kUnsigned},
-                        {"resync_bytes_left", T::kUnsigned}, {"last_ack_latency_us", T::kInteger},
-                        {"ms_since_heard", T::kInteger}, {"connects", T::kUnsigned},
-                        {"bytes_shipped", T::kUnsigned}, {"last_error", T::kString}};
+                        {"resync_bytes_left", T::kUnsigned}, {"resync", T::kObject},
+                        {"last_ack_latency_us", T::kInteger}, {"ms_since_heard", T::kInteger},
+                        {"connects", T::kUnsigned}, {"bytes_shipped", T::kUnsigned},
+                        {"last_error", T::kString}};
+const Schema kResync = {{"bytes_total", T::kUnsigned}, {"bytes_done", T::kUnsigned},
+                        {"rate_bytes_per_s", T::kNumber}, {"eta_ms", T::kInteger}};
 const Schema kMirrorIn = {{"connected", T::kBool}, {"ring_id", T::kString}, {"session", T::kUnsigned},
                           {"acked_pos", T::kUnsigned}, {"trim_lsn", T::kUnsigned},
                           {"commits", T::kUnsigned}, {"bytes_committed", T::kUnsigned},
@@ -219,6 +223,7 @@ void expect_status_schema(const json& s, bool mirrored) {
   for (const json& v : s["volumes"]) expect_schema(v, kVolume, "volumes[]");
   if (mirrored) {
     expect_schema(s["mirror"], kMirror, "mirror");
+    expect_schema(s["mirror"]["resync"], kResync, "mirror.resync");
     expect_schema(s["mirror_in"], kMirrorIn, "mirror_in");
     EXPECT_TRUE(std::regex_match(s["mirror_in"]["ring_id"].get<std::string>(), std::regex("[0-9a-f]{16}")))
         << s["mirror_in"].dump();
@@ -414,6 +419,69 @@ TEST_F(HafsctlTest, FaultCommandsRefuseWhatIsWrong) {
   EXPECT_TRUE(status_json(node())["faults"].empty());
 }
 
+// ---- metrics (docs/operations.md, "Metrics") ----
+
+// `hafsctl metrics`, parsed; every deviation from the text format fails the test.
+testing::PromText metrics(const HafsdProcess& p) {
+  CtlRun r = ctl(p, {"metrics"});
+  EXPECT_EQ(r.code, 0) << r;
+  EXPECT_EQ(r.err, "");
+  testing::PromText m = testing::parse_prometheus_text(r.out);
+  for (const std::string& e : m.errors) ADD_FAILURE() << e << "\n" << r.out;
+  return m;
+}
+
+double metric(const testing::PromText& m, const std::string& name,
+              const std::map<std::string, std::string>& labels = {}) {
+  const auto v = m.value(name, labels);
+  EXPECT_TRUE(v.has_value()) << "no sample " << name;
+  return v.value_or(-1);
+}
+
+TEST_F(HafsctlTest, MetricsArePrometheusTextAndMoveWithWritesAndDestage) {
+  start({"--set", "nvlog.destage_interval_ms=60000"});  // nothing destages by itself meanwhile
+  const testing::PromText before = metrics(node());
+  for (const char* h : {"hafs_write_ack_latency_seconds", "hafs_destage_latency_seconds"})
+    EXPECT_EQ(before.type.at(h), "histogram") << h;
+  for (const char* c : {"hafs_nvlog_write_records_total", "hafs_nvlog_staged_bytes_total",
+                        "hafs_nvlog_space_waits_total", "hafs_destage_passes_total",
+                        "hafs_destage_bytes_total", "hafs_destage_errors_total"})
+    EXPECT_EQ(before.type.at(c), "counter") << c;
+  for (const char* g : {"hafs_nvlog_used_bytes", "hafs_nvlog_capacity_bytes", "hafs_destage_backlog_bytes",
+                        "hafs_degraded", "hafs_node_state", "hafs_uptime_seconds", "hafs_volume_epoch",
+                        "hafs_volume_served"})
+    EXPECT_EQ(before.type.at(g), "gauge") << g;
+  EXPECT_FALSE(before.has_family("hafs_mirror_round_trip_seconds"));  // a single node
+  EXPECT_FALSE(before.has_family("hafs_mirror_lag_bytes"));
+  EXPECT_EQ(metric(before, "hafs_node_state", {{"state", "normal"}}), 1);
+  EXPECT_EQ(metric(before, "hafs_degraded"), 0);
+  EXPECT_EQ(metric(before, "hafs_volume_epoch", {{"volume", "vol0"}}), 1);
+  EXPECT_EQ(metric(before, "hafs_volume_served", {{"volume", "vol0"}}), 1);
+  EXPECT_EQ(metric(before, "hafs_nvlog_capacity_bytes"), status_json(node())["nvlog"]["data_bytes"].get<double>());
+
+  constexpr size_t kBytes = 3 * 64 * 1024;  // three O_DSYNC writes
+  ASSERT_TRUE(write_file(node().path("vol0/f"), kBytes, 1));
+  const testing::PromText mid = metrics(node());
+  EXPECT_GE(metric(mid, "hafs_write_ack_latency_seconds_count"),
+            metric(before, "hafs_write_ack_latency_seconds_count") + 3);
+  EXPECT_GT(metric(mid, "hafs_write_ack_latency_seconds_sum"), metric(before, "hafs_write_ack_latency_seconds_sum"));
+  EXPECT_GE(metric(mid, "hafs_nvlog_write_records_total"), metric(before, "hafs_nvlog_write_records_total") + 3);
+  EXPECT_EQ(metric(mid, "hafs_nvlog_staged_bytes_total"), metric(before, "hafs_nvlog_staged_bytes_total") + kBytes);
+  EXPECT_EQ(metric(mid, "hafs_destage_backlog_bytes"), kBytes);
+  EXPECT_GT(metric(mid, "hafs_nvlog_used_bytes"), kBytes);
+
+  ASSERT_EQ(ctl(node(), {"flush"}).code, 0);
+  const testing::PromText after = metrics(node());
+  EXPECT_GE(metric(after, "hafs_destage_latency_seconds_count"), 1);
+  EXPECT_GE(metric(after, "hafs_destage_bytes_total"), kBytes);
+  EXPECT_EQ(metric(after, "hafs_destage_errors_total"), 0);
+  EXPECT_EQ(metric(after, "hafs_destage_backlog_bytes"), 0);
+
+  CtlRun help = hafsctl({"metrics", "--help"});
+  EXPECT_EQ(help.code, 0) << help;
+  EXPECT_NE(help.out.find("Prometheus"), std::string::npos) << help;
+}
+
 // ---- the raw protocol ----
 
 // A client of a Unix socket speaking lines, with deadlines.
@@ -600,6 +668,7 @@ TEST(HafsctlCommandLine, BadCommandLinesExitTwo) {
       {"fault", "arm", "destage.before_write"},
       {"fault", "arm", "destage.before_write", "fail:EIO", "--probability", "2"},
       {"flush", "a", "b"},
+      {"metrics", "extra"},
       {"--timeout", "0", "status"},
       {"--node", "x", "status"},
   };
@@ -646,7 +715,9 @@ class FakeServer {
  public:
   // kNeverAccepts: listens but never accepts, and its backlog is full (a stopped hafsd with
   // clients queued): even connect() would wait.
-  enum class Mode { kGarbage, kCloseAtOnce, kReadThenClose, kSilent, kNotAnObject, kWrongTypes, kNeverAccepts };
+  enum class Mode {
+    kGarbage, kCloseAtOnce, kReadThenClose, kSilent, kNotAnObject, kWrongTypes, kEmptyResult, kNeverAccepts
+  };
 
   explicit FakeServer(Mode mode) : mode_(mode), path_(tmp_.path + "/fake.sock") {
     fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -692,9 +763,9 @@ class FakeServer {
       read_line(c);
       const char* answer = mode_ == Mode::kGarbage       ? "garbage\n"
                            : mode_ == Mode::kNotAnObject ? "{\"version\": 1, \"ok\": true, \"result\": 5}\n"
-                           : mode_ == Mode::kWrongTypes
-                               ? "{\"version\": 1, \"ok\": false, \"error\": {\"no\": \"string\"}}\n"
-                               : "";
+                           : mode_ == Mode::kWrongTypes  ? "{\"version\": 1, \"ok\": false, \"error\": {\"no\": \"string\"}}\n"
+                           : mode_ == Mode::kEmptyResult ? "{\"version\": 1, \"ok\": true, \"result\": {}}\n"
+                                                         : "";
       if (*answer && ::send(c, answer, std::strlen(answer), MSG_NOSIGNAL) < 0) { /* client gone */ }
       ::close(c);
     }
@@ -736,6 +807,7 @@ TEST(HafsctlCommandLine, ASocketThatIsNotHafsdExitsThreeAndNeverHangs) {
       {FakeServer::Mode::kNotAnObject, {"status"}, {"did not answer like hafsd"}},
       {FakeServer::Mode::kNotAnObject, {"status", "--json"}, {"did not answer like hafsd"}},
       {FakeServer::Mode::kWrongTypes, {"flush"}, {"did not answer like hafsd"}},
+      {FakeServer::Mode::kEmptyResult, {"metrics"}, {"did not answer like hafsd"}},  // no "text"
       {FakeServer::Mode::kNeverAccepts, {"--timeout", "0.5", "status"}, {"cannot reach hafsd at"}},
   };
   for (const auto& c : cases) {
@@ -849,6 +921,26 @@ TEST_F(HafsctlPairTest, StatusShowsTheMirrorAndThenDegradedMode) {
   EXPECT_TRUE(std::regex_search(r.out, std::regex("\nvol1 +1 +staged +1 +1 +degraded\n"))) << r;
   CtlRun dead = ctl(node(2), {"status"});
   EXPECT_EQ(dead.code, 3) << dead;
+}
+
+TEST_F(HafsctlPairTest, MetricsShowTheMirrorRoundTrip) {
+  start_pair({});
+  json s;
+  ASSERT_TRUE(eventually([&] {
+    s = status_json(node(1));
+    return s["mirror"]["state"] == "mirroring";
+  }, 30s)) << s.dump(2);
+  ASSERT_TRUE(write_file(node(1).path("vol1/a"), 256 * 1024, 5));
+  const testing::PromText m = metrics(node(1));
+  EXPECT_EQ(m.type.at("hafs_mirror_round_trip_seconds"), "histogram");
+  EXPECT_GE(metric(m, "hafs_mirror_round_trip_seconds_count"), 4);  // one COMMIT per 64 KiB write at least
+  EXPECT_GT(metric(m, "hafs_mirror_bytes_shipped_total"), 256 * 1024);
+  EXPECT_GE(metric(m, "hafs_mirror_connects_total"), 1);
+  EXPECT_GE(metric(m, "hafs_mirror_lag_bytes"), 0);
+  EXPECT_EQ(metric(m, "hafs_degraded"), 0);
+  EXPECT_EQ(metric(m, "hafs_volume_served", {{"volume", "vol1"}}), 1);
+  // The write waited for the mirror: its acknowledgement took at least one round trip.
+  EXPECT_GE(metric(m, "hafs_write_ack_latency_seconds_count"), 4);
 }
 
 }  // namespace
