@@ -27,6 +27,7 @@ const char* code_name(Code code) {
     case Code::kUnavailable: return "unavailable";
     case Code::kTimedOut: return "timed out";
     case Code::kAborted: return "aborted";
+    case Code::kInProgress: return "in progress";
   }
   return "unknown";
 }
@@ -54,6 +55,7 @@ int Status::to_errno() const {
     case Code::kStale: return ESTALE;
     case Code::kTimedOut: return ETIMEDOUT;
     case Code::kUnavailable: return EAGAIN;
+    case Code::kInProgress: return EINPROGRESS;
     default: return EIO;
   }
 }

@@ -27,6 +27,7 @@ enum class Code {
   kUnavailable,      // a peer or service cannot be reached now; retry may work
   kTimedOut,
   kAborted,          // shut down while waiting
+  kInProgress,       // started and not finished: ask again later (long membership actions)
 };
 
 const char* code_name(Code code);

@@ -18,7 +18,7 @@ namespace hafs::membership {
 struct Observation {
   // The partner's interconnect heartbeats were heard within the interconnect's silence limit.
   bool interconnect_alive = false;
-  // Nothing waits to be resynced in either direction: the dirty-region bitmaps are empty and
+  // Nothing waits to be resynced in either direction: the mirrors have caught up and
   // mirroring is synchronous again. Read only while the interconnect is alive.
   bool mirror_in_sync = true;
 };
@@ -39,6 +39,9 @@ class Actions {
   // takeover, its own NV log after a restart or a self-fence — sync, and return OK only then
   // (I3). Records of an older epoch are applied here and nowhere else. Not yet serving.
   // An error is retried on the next tick; the volume is not served meanwhile.
+  // It must not hold the tick thread for long (the Monitor renews leases on it): work that takes
+  // longer runs in the background and the call returns kInProgress; the Monitor renews the lease
+  // and calls again next tick, until OK or an error.
   virtual Status take_over(VolumeId volume, uint64_t epoch) = 0;
 
   // Serve `volume`: accept operations, stamp records and mirror messages with `epoch`, destage.
@@ -47,7 +50,9 @@ class Actions {
 
   // Giveback, holder side: stop accepting operations on `volume`, destage and sync everything
   // staged for it, trim, and return OK only when the medium has it all. On an error the Monitor
-  // calls serve(volume, same epoch) again and retries the giveback later.
+  // calls serve(volume, same epoch) again and retries the giveback later. Like take_over, a
+  // long destage runs in the background: kInProgress until it has finished (the volume is not
+  // accepting operations meanwhile; the Monitor keeps renewing its lease and asks again).
   virtual Status release(VolumeId volume) = 0;
 
   // This node no longer owns `volume` and must never destage its own staged records of it:
@@ -55,7 +60,7 @@ class Actions {
   virtual void discard(VolumeId volume) = 0;
 
   // true: acknowledge without waiting for the partner's mirror (partner down, interconnect cut);
-  // log regions written since go to the resync bitmap. false: synchronous mirroring again.
+  // what is written meanwhile is what the resync ships later. false: synchronous mirroring again.
   virtual void set_degraded(bool degraded) = 0;
 };
 

@@ -112,6 +112,7 @@ void Monitor::tick(const Observation& obs) {
   now_ = clock_.now();
   step_node_state(obs);
   if (state_ == NodeState::kGiveback) step_giveback();
+  else settle_releases();
 
   now_ = clock_.now();
   next_tick_at_ = now_ + Millis(config_.tick_ms);
@@ -272,7 +273,10 @@ void Monitor::step_giveback() {
   for (auto& v : vols_) {
     if (!v.giveback_requested || v.home != config_.partner_id) continue;
     if (v.state != VolumeState::kServing) continue;
-    if (Status s = actions_.release(v.id); !s.is_ok()) {
+    Status s = actions_.release(v.id);
+    v.releasing = s.code() == Code::kInProgress;
+    if (v.releasing) return;  // destaging in the background: renew, ask again next tick
+    if (!s.is_ok()) {
       log_.warn("volume %u: release for giveback failed, serving again: %s", v.id,
                 s.to_string().c_str());
       actions_.serve(v.id, v.epoch);
@@ -283,6 +287,25 @@ void Monitor::step_giveback() {
     set_volume_state(v, VolumeState::kGivingBack, "released for giveback");
     write_handover(v);
     return;
+  }
+}
+
+// The node left GIVEBACK (the partner went away, the interconnect broke) while a release was
+// destaging in the background: once it has finished, serve the volume again at the same epoch.
+void Monitor::settle_releases() {
+  for (auto& v : vols_) {
+    if (!v.releasing) continue;
+    if (v.state != VolumeState::kServing) {  // fenced meanwhile: that path owns it now
+      v.releasing = false;
+      continue;
+    }
+    Status s = actions_.release(v.id);
+    if (s.code() == Code::kInProgress) continue;
+    v.releasing = false;
+    log_.warn("volume %u: giveback abandoned (node %s): serving again at epoch %" PRIu64 "%s%s", v.id,
+              node_state_name(state_), v.epoch, s.is_ok() ? "" : "; the release failed: ",
+              s.is_ok() ? "" : s.to_string().c_str());
+    actions_.serve(v.id, v.epoch);
   }
 }
 
@@ -314,7 +337,7 @@ bool Monitor::lease_valid(VolumeId volume, uint64_t epoch, Millis now) const {
   std::lock_guard lock(mu_);
   for (const auto& v : snapshot_.volumes)
     if (v.id == volume)
-      return v.state == VolumeState::kServing && v.epoch == epoch && now < v.lease_valid_until;
+      return v.state == VolumeState::kServing && !v.releasing && v.epoch == epoch && now < v.lease_valid_until;
   return false;
 }
 
@@ -347,6 +370,7 @@ void Monitor::publish() {
     view.home = v.home;
     view.state = v.state;
     view.giveback_requested = v.giveback_requested;
+    view.releasing = v.releasing;
     if (holds(v)) {
       view.owner = config_.node_id;
       view.epoch = v.epoch;

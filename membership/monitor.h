@@ -97,6 +97,7 @@ struct VolumeView {
   VolumeState state = VolumeState::kUnknown;
   Millis lease_valid_until{0};  // our lease (local clock), while we hold it
   bool giveback_requested = false;
+  bool releasing = false;       // held, but a giveback's release is destaging it: not served
 };
 
 struct MonitorStatus {
@@ -163,6 +164,7 @@ class Monitor {
     bool replayed = false;         // take_over(id, epoch) returned OK
     bool discard_pending = true;   // we may have staged records of it from an earlier ownership
     bool giveback_requested = false;
+    bool releasing = false;        // release() answered kInProgress: not served, still held
     // claim (kClaiming)
     bool claim_has_base = false;
     OwnershipRecord claim_base;    // the valid record we claimed over (none: it was missing)
@@ -190,6 +192,7 @@ class Monitor {
   void beat_and_watch_partner();
   void drain_requests();
   void step_giveback();
+  void settle_releases();
   void publish();
 
   // Volume level (monitor_volume.cc).

@@ -160,7 +160,9 @@ bool Monitor::renew(Vol& v) {
 void Monitor::try_take_over(Vol& v) {
   if (!v.replayed) {
     publish();  // the replay's destage batches check may_destage(), which reads the snapshot
-    if (Status s = actions_.take_over(v.id, v.epoch); !s.is_ok()) {
+    Status s = actions_.take_over(v.id, v.epoch);
+    if (s.code() == Code::kInProgress) return;  // replaying in the background: renew, ask again
+    if (!s.is_ok()) {
       log_.warn("volume %u: take_over at epoch %" PRIu64 " failed (retried next tick): %s", v.id,
                 v.epoch, s.to_string().c_str());
       return;

@@ -84,7 +84,9 @@ json node_status(const NodeView& n) {
           const bool expired = mv.state == membership::VolumeState::kServing &&
                                membership::SteadyClock().now() >= mv.lease_valid_until;
           row.update({{"owner", mv.owner}, {"epoch", mv.epoch},
-                      {"state", expired ? "fenced" : membership::volume_state_name(mv.state)}});
+                      {"state", expired        ? "fenced"
+                                : mv.releasing ? "giving-back"
+                                               : membership::volume_state_name(mv.state)}});
         }
       vols.push_back(row);
     }

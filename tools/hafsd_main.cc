@@ -302,6 +302,7 @@ int main(int argc, char** argv) {
   std::mutex membership_mu;
   std::condition_variable membership_cv;
   bool membership_stop = false;  // GUARDED_BY(membership_mu)
+  bool membership_wake = false;  // GUARDED_BY(membership_mu): tick now (a background action ended)
   if (cfg.has_membership()) {
     const auto& mc = cfg.membership;
     auto d = membership::DirectoryDisk::open(mc.dir);
@@ -326,6 +327,11 @@ int main(int argc, char** argv) {
     mcfg.io_timeout_ms = mc.io_timeout_ms;
     mcfg.auto_giveback = mc.auto_giveback;
     mcfg.giveback_delay_ms = mc.giveback_delay_ms;
+    actions->set_wake([&] {
+      std::lock_guard lock(membership_mu);
+      membership_wake = true;
+      membership_cv.notify_all();
+    });
     auto m = membership::Monitor::create(mcfg, clock, *disk, *actions, log.child("membership"));
     if (!m) return fail(ready, log, m.status().with_context("membership"));
     monitor = std::move(*m);
@@ -348,7 +354,8 @@ int main(int argc, char** argv) {
         const auto wait = std::clamp(monitor->next_tick_at() - clock.now(), membership::Millis(1),
                                      membership::Millis(cfg.membership.tick_ms));
         lock.lock();
-        membership_cv.wait_for(lock, wait, [&] { return membership_stop; });
+        membership_cv.wait_for(lock, wait, [&] { return membership_stop || membership_wake; });
+        membership_wake = false;
       }
     });
   }
@@ -412,6 +419,7 @@ int main(int argc, char** argv) {
     }
     membership_cv.notify_all();
     membership_thread.join();
+    actions->wait_for_jobs();  // a takeover replay or giveback destage still under way
   }
   (*cache)->set_replicator(nullptr);
   if (sender) sender->stop();

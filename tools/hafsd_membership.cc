@@ -32,9 +32,47 @@ void NodeActions::fence(membership::VolumeId id) {
   log_.warn("volume %s fenced: no longer served or destaged here", v->name().c_str());
 }
 
+NodeActions::~NodeActions() { wait_for_jobs(); }
+
+void NodeActions::wait_for_jobs() {
+  for (auto& [id, job] : jobs_)
+    if (job->thread.joinable()) job->thread.join();
+  jobs_.clear();
+}
+
+Status NodeActions::in_background(membership::VolumeId id, Job::Kind kind, uint64_t epoch,
+                                  std::function<Status()> work) {
+  if (auto it = jobs_.find(id); it != jobs_.end()) {
+    Job& job = *it->second;
+    if (!job.done.load(std::memory_order_acquire))
+      return Status::error(Code::kInProgress, "volume " + std::to_string(id) + ": still running");
+    job.thread.join();
+    const bool same = job.kind == kind && job.epoch == epoch;
+    Status result = job.result;
+    jobs_.erase(it);
+    if (same) return result;
+  }
+  auto job = std::make_unique<Job>();
+  job->kind = kind;
+  job->epoch = epoch;
+  Job* j = job.get();
+  j->thread = std::thread([this, j, work = std::move(work)] {
+    j->result = work();
+    j->done.store(true, std::memory_order_release);
+    if (wake_) wake_();
+  });
+  jobs_[id] = std::move(job);
+  return Status::error(Code::kInProgress, "volume " + std::to_string(id) + ": started");
+}
+
 Status NodeActions::take_over(membership::VolumeId id, uint64_t epoch) {
   fs::Volume* v = find(id);
   if (!v) return Status::error(Code::kNotFound, "no volume with id " + std::to_string(id));
+  return in_background(id, Job::kTakeOver, epoch, [this, v, epoch] { return take_over_now(v, epoch); });
+}
+
+Status NodeActions::take_over_now(fs::Volume* v, uint64_t epoch) {
+  const membership::VolumeId id = v->id();
   const auto start = Clock::now();
   v->set_epoch(epoch);
   uint64_t replayed_records = 0, replayed_bytes = 0;
@@ -79,12 +117,16 @@ void NodeActions::serve(membership::VolumeId id, uint64_t epoch) {
 Status NodeActions::release(membership::VolumeId id) {
   fs::Volume* v = find(id);
   if (!v) return Status::error(Code::kNotFound, "no volume with id " + std::to_string(id));
-  fs_->remove_volume(v->name());
-  Status s = cache_->flush_all();
-  if (!s.is_ok()) return s.with_context("giveback of " + v->name());
-  cache_->pause_volume(id);
-  log_.info("volume %s released for giveback: destaged and no longer served", v->name().c_str());
-  return Status::ok();
+  // The first call stops serving it; the destage runs in the background (an error makes the
+  // Monitor serve it again at the same epoch).
+  if (fs_->volume_by_id(id) == v) fs_->remove_volume(v->name());
+  return in_background(id, Job::kRelease, v->epoch(), [this, v, id] {
+    Status s = cache_->flush_all();
+    if (!s.is_ok()) return s.with_context("giveback of " + v->name());
+    cache_->pause_volume(id);
+    log_.info("volume %s released for giveback: destaged and no longer served", v->name().c_str());
+    return Status::ok();
+  });
 }
 
 void NodeActions::discard(membership::VolumeId id) {

@@ -2,9 +2,14 @@
 // nvcache, interconnect and fs (DESIGN.md: membership decides, the composition root acts).
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +24,10 @@
 
 namespace hafs::tools {
 
+// The long actions — a takeover's replay and destage, a giveback's destage — run on a thread
+// of their own, one per volume, and report kInProgress until they have finished: the tick thread
+// must stay free to renew the leases (a 256 MiB replay to an ext4 medium takes longer than a
+// lease). When one finishes it calls the wake hook, so that the next tick comes at once.
 class NodeActions : public membership::Actions {
  public:
   // Every pointer is owned by hafsd's main and outlives this object. `mirror` (the partner's
@@ -34,12 +43,31 @@ class NodeActions : public membership::Actions {
   Status release(membership::VolumeId volume) override;
   void discard(membership::VolumeId volume) override;
   void set_degraded(bool degraded) override;
+  ~NodeActions() override;
+
+  // Called (from a job's thread) when a background action finished; hafsd ticks the monitor.
+  void set_wake(std::function<void()> wake) { wake_ = std::move(wake); }
+  // Waits for the background actions still running (shutdown, after the last tick).
+  void wait_for_jobs();
 
   // The last takeover of a partner's volume and how long each phase took (for status).
   nlohmann::json last_takeover() const;
 
  private:
+  // One background action of a volume.
+  struct Job {
+    enum Kind { kTakeOver, kRelease } kind;
+    uint64_t epoch;
+    std::thread thread;
+    std::atomic<bool> done{false};
+    Status result;  // written by the thread before `done`
+  };
   fs::Volume* find(membership::VolumeId id) const;
+  // Starts `work` for `id` in the background, or reports on the job already there: kInProgress
+  // while it runs; its result, once, when it is the same action (kind and epoch); a finished job
+  // of another action is forgotten (its result is stale) and `work` starts.
+  Status in_background(membership::VolumeId id, Job::Kind kind, uint64_t epoch, std::function<Status()> work);
+  Status take_over_now(fs::Volume* v, uint64_t epoch);
 
   const uint32_t node_id_;
   const std::vector<fs::Volume*> volumes_;
@@ -52,6 +80,8 @@ class NodeActions : public membership::Actions {
   FaultRegistry* const faults_;
   mutable std::mutex mu_;
   nlohmann::json last_takeover_;  // GUARDED_BY(mu_)
+  std::function<void()> wake_;
+  std::map<membership::VolumeId, std::unique_ptr<Job>> jobs_;  // the tick thread's
 };
 
 }  // namespace hafs::tools

@@ -197,6 +197,24 @@ TEST(MonitorTest, TakeoverReplayMayDestageButNotAcknowledgeUntilServed) {
   EXPECT_FALSE(p.monitor(A)->may_destage(3, 1, p.clock(A).now()));
 }
 
+// A replay longer than three leases (a big mirror onto a slow medium) runs in the background:
+// the claimant keeps renewing meanwhile, never fences, and serves once take_over returns OK.
+TEST(MonitorTest, LongBackgroundReplayKeepsTheLeaseAndServesAfterIt) {
+  SimPair p(62);
+  bring_up(p);
+  // Two volumes ask each tick: 28 calls are 14 ticks of 500 ms, 7 s, 3.5 leases.
+  p.actions(A).take_over_calls_in_progress = 28;
+  p.kill(B);
+  ASSERT_TRUE(p.run_until([&] { return p.view(A, 3).state == VolumeState::kTakingOver; }, Millis(10'000)));
+  const Millis began = p.clock(A).now();
+  ASSERT_TRUE(p.run_until([&] { return p.serving(A, 3) && p.serving(A, 4); }, Millis(20'000)));
+  EXPECT_GE(p.clock(A).now() - began, Millis(6000)) << "served before the replay finished";
+  EXPECT_EQ(p.actions(A).count(Event::kFence), 0u) << "a lease ran out during the replay";
+  EXPECT_EQ(p.record(3)->epoch, 2u) << "re-claimed: the claim did not survive the replay";
+  EXPECT_EQ(p.actions(A).count(Event::kServe, 3), 1u);
+  EXPECT_TRUE(p.serving(A, 1)) << "A's own volumes were not kept meanwhile";
+}
+
 TEST(MonitorTest, BriefHangShorterThanTheLeaseChangesNothing) {
   SimPair p(7);
   bring_up(p);
@@ -311,6 +329,28 @@ TEST(MonitorTest, GivebackRequestedDuringResyncIsDeferredUntilNormal) {
   p.set_in_sync(true);
   ASSERT_TRUE(p.run_until([&] { return p.serving(B, 3); }, Millis(5000)));
   EXPECT_EQ(p.actions(A).count(Event::kRelease, 3), 1u);
+}
+
+// A giveback whose destage runs in the background, interrupted by the partner's death: once the
+// destage has finished, the volume is served again here at the same epoch; nothing is handed over.
+TEST(MonitorTest, GivebackAbandonedMidDestageServesAgain) {
+  SimPair p(63);
+  take_over_and_return(p);
+  p.set_in_sync(true);
+  p.run(Millis(1000));
+  const uint64_t epoch = p.record(3)->epoch;
+  p.actions(A).release_calls_in_progress = 6;
+  ASSERT_TRUE(p.monitor(A)->request_giveback(3).is_ok());
+  ASSERT_TRUE(p.run_until([&] { return p.actions(A).count(Event::kRelease, 3) == 1; }, Millis(5000)));
+  EXPECT_FALSE(p.actions(A).serving.count(3)) << "still served while releasing";
+  p.kill(B);
+  ASSERT_TRUE(p.run_until([&] { return p.actions(A).serving.count(3) == 1; }, Millis(20'000)));
+  EXPECT_EQ(p.record(3)->owner, kA);
+  EXPECT_EQ(p.record(3)->epoch, epoch) << "handed over although the giveback was abandoned";
+  EXPECT_EQ(p.actions(A).serving.at(3), epoch);
+  p.run(Millis(5000));
+  EXPECT_TRUE(p.serving(A, 3));
+  EXPECT_EQ(p.actions(A).count(Event::kFence, 3), 0u);
 }
 
 TEST(MonitorTest, FailedReleaseKeepsServingAtTheSameEpoch) {

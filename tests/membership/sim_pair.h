@@ -55,6 +55,10 @@ class RecordingActions final : public Actions {
       --fail_take_overs;
       return Status::error(Code::kIoError, "simulated replay failure", EIO);
     }
+    if (take_over_calls_in_progress > 0) {  // a replay running in the background
+      --take_over_calls_in_progress;
+      return Status::error(Code::kInProgress, "simulated background replay");
+    }
     taken_over.insert({v, epoch});
     if (on_take_over) on_take_over(v, epoch);
     return Status::ok();
@@ -66,9 +70,17 @@ class RecordingActions final : public Actions {
     serving[v] = epoch;
   }
   Status release(VolumeId v) override {
-    log(Event::kRelease, v, 0);
-    EXPECT_TRUE(serving.count(v)) << "release of volume " << v << ", which is not served";
-    serving.erase(v);
+    if (!releasing.count(v)) {  // the first call; the others ask about the background destage
+      log(Event::kRelease, v, 0);
+      EXPECT_TRUE(serving.count(v)) << "release of volume " << v << ", which is not served";
+      serving.erase(v);
+      releasing.insert(v);
+    }
+    if (release_calls_in_progress > 0) {
+      --release_calls_in_progress;
+      return Status::error(Code::kInProgress, "simulated background destage");
+    }
+    releasing.erase(v);
     if (fail_releases > 0) {
       --fail_releases;
       return Status::error(Code::kIoError, "simulated flush failure", EIO);
@@ -101,9 +113,12 @@ class RecordingActions final : public Actions {
   std::vector<Event> events;
   std::map<VolumeId, uint64_t> serving;
   std::set<std::pair<VolumeId, uint64_t>> taken_over;
+  std::set<VolumeId> releasing;  // release answered kInProgress, not yet its result
   bool degraded = false;
   int fail_take_overs = 0;
   int fail_releases = 0;
+  int take_over_calls_in_progress = 0;  // the next N take_over calls answer kInProgress
+  int release_calls_in_progress = 0;    // the next N release calls answer kInProgress
   std::function<void(VolumeId)> on_discard;
   std::function<void(VolumeId, uint64_t)> on_take_over;  // inside take_over, after the checks
 
@@ -230,7 +245,7 @@ class SimPair {
   bool serving(int i, VolumeId v) const {
     if (!running(i)) return false;
     const VolumeView vv = view(i, v);
-    return vv.state == VolumeState::kServing && clock_[i]->now() < vv.lease_valid_until;
+    return vv.state == VolumeState::kServing && !vv.releasing && clock_[i]->now() < vv.lease_valid_until;
   }
   NodeState state(int i) const { return mon_[i]->state(); }
 
@@ -267,7 +282,7 @@ class SimPair {
       }
       if (hung_[i]) continue;
       for (const auto& vv : mon_[i]->status().volumes) {
-        const bool monitor_says = vv.state == VolumeState::kServing;
+        const bool monitor_says = vv.state == VolumeState::kServing && !vv.releasing;
         auto it = actions_[i]->serving.find(vv.id);
         ASSERT_EQ(monitor_says, it != actions_[i]->serving.end())
             << "node " << i << " volume " << vv.id << ": Monitor and data path disagree";
