@@ -25,7 +25,8 @@ namespace {
 std::optional<int> parse_errno_name(std::string_view s) {
   static constexpr std::pair<const char*, int> kNames[] = {
       {"EIO", EIO}, {"ENOSPC", ENOSPC}, {"EDQUOT", EDQUOT}, {"EROFS", EROFS},
-      {"ESTALE", ESTALE}, {"ENOMEM", ENOMEM}, {"EAGAIN", EAGAIN}, {"ETIMEDOUT", ETIMEDOUT}};
+      {"ESTALE", ESTALE}, {"ENOMEM", ENOMEM}, {"EAGAIN", EAGAIN}, {"ETIMEDOUT", ETIMEDOUT},
+      {"ECONNRESET", ECONNRESET}};
   for (auto [n, v] : kNames)
     if (s == n) return v;
   int v = 0;

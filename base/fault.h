@@ -30,6 +30,10 @@ enum class FaultSite : uint8_t {
   kDestageAfterSync,      // medium synced, ring not yet trimmed
   kMirrorAfterRemoteWrite,  // sender: record bytes written into the partner, COMMIT not sent
   kMirrorBeforeAck,         // receiver: mirror range persisted, ACK not sent
+  kInterconnectCut,         // sender and receiver loops: fail = drop the connection (cut)
+  kHeartbeatWrite,          // membership: before this node writes its disk heartbeat
+  kLeaseBeforeWrite,        // membership: before this node writes an ownership record
+  kTakeoverMidReplay,       // takeover: the partner's records applied, own ones not yet
   kCount,
 };
 
@@ -51,6 +55,15 @@ inline constexpr std::array<FaultSiteInfo, static_cast<size_t>(FaultSite::kCount
     {FaultSite::kMirrorAfterRemoteWrite, "mirror.after_remote_write",
      "record bytes written into the partner's mirror, COMMIT not sent"},
     {FaultSite::kMirrorBeforeAck, "mirror.before_ack", "mirror range persisted, ACK not sent"},
+    {FaultSite::kInterconnectCut, "interconnect.cut",
+     "each turn of the mirror sender's and receiver's loops: fail drops the connection both ways "
+     "(fail:ECONNRESET,always = a cut interconnect until cleared), delay slows it"},
+    {FaultSite::kHeartbeatWrite, "membership.heartbeat_write",
+     "before the disk heartbeat write (fail:EIO,always = the heartbeat stops, the node goes on)"},
+    {FaultSite::kLeaseBeforeWrite, "lease.before_write",
+     "before an ownership record write: renewal, claim, hand-over (fail = the write fails)"},
+    {FaultSite::kTakeoverMidReplay, "takeover.mid_replay",
+     "takeover: the partner's records are on the medium, this node's own not yet destaged"},
 }};
 
 std::optional<FaultSite> fault_site_by_name(std::string_view name);

@@ -111,6 +111,12 @@ void MirrorReceiver::run() {
     stats_.connected = false;
   };
   while (!stop_.load()) {
+    // A cut interconnect (fault interconnect.cut): drop the partner and turn away newcomers.
+    if (options_.faults && !options_.faults->hit(FaultSite::kInterconnectCut).is_ok()) {
+      if (s) drop("interconnect cut (fault interconnect.cut)");
+      (void)listener_->accept(std::chrono::milliseconds(20));  // accepted and closed at once
+      continue;
+    }
     auto incoming = listener_->accept(std::chrono::milliseconds(s ? 0 : 100));
     if (incoming.is_ok()) {
       auto fresh = std::make_unique<Session>();

@@ -353,6 +353,15 @@ void MirrorSender::run() {
       c = conn_;
       awaiting_ack = ship_pos_ > conn_acked_pos_;
     }
+    // A cut interconnect (fault interconnect.cut): drop the connection, do not reconnect.
+    if (options_.faults) {
+      if (Status cut = options_.faults->hit(FaultSite::kInterconnectCut); !cut.is_ok()) {
+        std::unique_lock lock(mu_);
+        if (conn_) drop_locked("interconnect cut (fault interconnect.cut: " + cut.message() + ")");
+        wake_cv_.wait_for(lock, options_.reconnect_interval, [&] { return stop_; });
+        continue;
+      }
+    }
     if (!c) {
       if (!connect_and_handshake()) {
         std::unique_lock lock(mu_);

@@ -157,7 +157,7 @@ void Monitor::step_node_state(const Observation& obs) {
         (v.state == VolumeState::kTakingOver && !v.replayed))
       in_progress = true;
     if (v.state == VolumeState::kClaiming) starting_claims = true;
-    if (v.giveback_requested && v.home == config_.partner_id &&
+    if (v.giveback_requested &&
         (v.state == VolumeState::kServing || v.state == VolumeState::kGivingBack))
       giveback_pending = true;
   }
@@ -200,7 +200,7 @@ void Monitor::step_node_state(const Observation& obs) {
           now_ - normal_since_ >= Millis(config_.giveback_delay_ms)) {
         for (auto& v : vols_) {
           if (v.home == config_.partner_id && v.state == VolumeState::kServing &&
-              !v.giveback_requested) {
+              !v.giveback_requested && !v.planned) {
             v.giveback_requested = true;
             giveback_pending = true;
             log_.info("volume %u: automatic giveback (NORMAL for %u ms)", v.id,
@@ -257,11 +257,12 @@ void Monitor::drain_requests() {
   for (VolumeId id : requests) {
     for (auto& v : vols_) {
       if (v.id != id) continue;
+      const char* what = v.home == config_.partner_id ? "giveback" : "hand-over to the partner";
       if (holds(v) || v.state == VolumeState::kClaiming) {
         v.giveback_requested = true;
-        log_.info("volume %u: giveback requested (runs once NORMAL)", id);
+        log_.info("volume %u: %s requested (runs once NORMAL)", id, what);
       } else {
-        log_.warn("volume %u: giveback request dropped: not held here (%s)", id,
+        log_.warn("volume %u: %s request dropped: not held here (%s)", id, what,
                   volume_state_name(v.state));
       }
     }
@@ -271,7 +272,7 @@ void Monitor::drain_requests() {
 void Monitor::step_giveback() {
   // Volume by volume: one release and hand-over per tick.
   for (auto& v : vols_) {
-    if (!v.giveback_requested || v.home != config_.partner_id) continue;
+    if (!v.giveback_requested) continue;
     if (v.state != VolumeState::kServing) continue;
     Status s = actions_.release(v.id);
     v.releasing = s.code() == Code::kInProgress;
@@ -309,15 +310,25 @@ void Monitor::settle_releases() {
   }
 }
 
-Status Monitor::request_giveback(VolumeId volume) {
-  const VolumeConfig* vc = nullptr;
+Result<const VolumeConfig*> Monitor::volume_config(VolumeId volume) const {
   for (const auto& c : config_.volumes)
-    if (c.id == volume) vc = &c;
-  if (vc == nullptr)
-    return Status::error(Code::kNotFound, "no volume " + std::to_string(volume) + " in this pair");
-  if (vc->home == config_.node_id)
+    if (c.id == volume) return &c;
+  return Status::error(Code::kNotFound, "no volume " + std::to_string(volume) + " in this pair");
+}
+
+Status Monitor::request_giveback(VolumeId volume) {
+  auto vc = volume_config(volume);
+  if (!vc) return vc.status();
+  if ((*vc)->home == config_.node_id)
     return Status::error(Code::kInvalidArgument, "volume " + std::to_string(volume) +
                                                      " is at home on this node: nothing to give back");
+  std::lock_guard lock(mu_);
+  requests_.push_back(volume);
+  return Status::ok();
+}
+
+Status Monitor::request_handover(VolumeId volume) {
+  if (auto vc = volume_config(volume); !vc) return vc.status();
   std::lock_guard lock(mu_);
   requests_.push_back(volume);
   return Status::ok();

@@ -133,6 +133,11 @@ class Monitor {
   // NORMAL — deferred, not refused, during RESYNC or DEGRADED. kNotFound for an unknown volume,
   // kInvalidArgument for a volume whose home is this node.
   Status request_giveback(VolumeId volume);
+  // Queues a hand-over of `volume` to the partner whatever its home (a planned takeover by the
+  // partner, e.g. before maintenance of this node; `hafsctl takeover`): the same steps as a
+  // giveback, once NORMAL. The partner does not give it back automatically. kNotFound for an
+  // unknown volume.
+  Status request_handover(VolumeId volume);
 
   NodeState state() const;
   MonitorStatus status() const;
@@ -165,6 +170,7 @@ class Monitor {
     bool discard_pending = true;   // we may have staged records of it from an earlier ownership
     bool giveback_requested = false;
     bool releasing = false;        // release() answered kInProgress: not served, still held
+    bool planned = false;          // received by a planned hand-over: no automatic giveback
     // claim (kClaiming)
     bool claim_has_base = false;
     OwnershipRecord claim_base;    // the valid record we claimed over (none: it was missing)
@@ -192,6 +198,7 @@ class Monitor {
   void beat_and_watch_partner();
   void drain_requests();
   void step_giveback();
+  Result<const VolumeConfig*> volume_config(VolumeId volume) const;
   void settle_releases();
   void publish();
 

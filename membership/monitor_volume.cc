@@ -101,6 +101,7 @@ void Monitor::lose_volume(Vol& v, const Read& r, const char* why) {
   actions_.discard(v.id);  // never destage our stale records of it
   v.discard_pending = false;
   v.giveback_requested = false;
+  v.planned = false;
   classify(v, r, why);
 }
 
@@ -213,6 +214,7 @@ void Monitor::start_claim(Vol& v, const Read& r, uint64_t epoch, const char* why
   v.claim_attempts = 0;
   v.claim_needs_write = false;
   v.giveback_requested = false;
+  v.planned = false;  // a claim after a failure: the home node gets it back automatically
   set_volume_state(v, VolumeState::kClaiming, why);
   write_claim(v, r);
 }
@@ -268,10 +270,11 @@ void Monitor::step_fenced(Vol& v, const Read& r) {
   }
 }
 
-// Giver: released; hand the record to the home node (epoch+1, handover flag).
+// Giver: released; hand the record to the partner (epoch+1, handover flag): the home node on a
+// giveback, the partner of the home node on a planned takeover.
 void Monitor::step_giving_back(Vol& v, const Read& r) {
   if (r.kind == ReadKind::kError) return;
-  if (r.kind == ReadKind::kValid && r.rec.owner == v.home && r.rec.epoch == v.epoch + 1) {
+  if (r.kind == ReadKind::kValid && r.rec.owner == config_.partner_id && r.rec.epoch == v.epoch + 1) {
     v.giveback_requested = false;
     return classify(v, r, "hand-over landed");
   }
@@ -287,7 +290,7 @@ void Monitor::write_handover(Vol& v) {
     return;
   }
   OwnershipRecord rec = own_record(v, 0);
-  rec.owner = v.home;
+  rec.owner = config_.partner_id;
   rec.epoch = v.epoch + 1;
   rec.flags = kOwnFlagHandover;
   if (Status s = write_record(v, rec); !s.is_ok()) {
@@ -300,7 +303,8 @@ void Monitor::write_handover(Vol& v) {
   v.giveback_requested = false;
   v.discard_pending = false;  // release flushed everything: nothing of ours is left staged
   v.seen_any = false;
-  set_volume_state(v, VolumeState::kPartner, "handed back to its home node");
+  set_volume_state(v, VolumeState::kPartner, v.home == config_.partner_id ? "handed back to its home node"
+                                                                          : "handed over to the partner");
 }
 
 bool Monitor::takeover_allowed(const Vol& v) const {
@@ -337,7 +341,11 @@ void Monitor::accept_handover(Vol& v, const Read& r) {
   // The giver wrote the record for us and never writes it again; our first renewal starts
   // the lease, so it is allowed without one.
   v.lease_valid_until = clock_.now() + Millis(config_.lease_ms - config_.margin_ms);
-  set_volume_state(v, VolumeState::kTakingOver, "handed back to us");
+  // A volume the partner handed over although it is its home (a planned takeover) stays here
+  // until a giveback is asked for: no automatic giveback.
+  v.planned = v.home != config_.node_id;
+  set_volume_state(v, VolumeState::kTakingOver, v.planned ? "handed over to us (planned takeover)"
+                                                          : "handed back to us");
   if (renew(v)) try_take_over(v);
 }
 

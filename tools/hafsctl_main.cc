@@ -2,13 +2,16 @@
 //
 //   hafsctl [--socket PATH | --node N] [--timeout S] status [--json]
 //   hafsctl ... metrics
-//   hafsctl ... flush [VOLUME]
-//   hafsctl ... giveback VOLUME
+//   hafsctl ... flush [VOLUME] [--no-wait] [--wait S]
+//   hafsctl ... giveback VOLUME [--no-wait] [--wait S]
+//   hafsctl ... takeover [VOLUME] [--no-wait] [--wait S]   (a planned takeover OF this node)
 //   hafsctl ... fault list | fault arm SITE ACTION [--always] [--probability P] | fault clear [SITE]
+//   hafsctl ... fault hang SECONDS
 //
 // Exit codes: 0 done; 1 hafsd answered with an error; 2 bad command line; 3 hafsd could not be
 // reached or did not answer like hafsd (no socket, refused, timed out, malformed response).
 #include "tools/cli.h"
+#include "tools/hafsctl_progress.h"
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -22,6 +25,7 @@
 #include <variant>
 
 using json = nlohmann::json;
+using hafs::tools::bytes_text;
 
 namespace {
 
@@ -85,18 +89,6 @@ std::variant<json, Failure> call(const std::string& path, double timeout_s, json
   if (!response.contains("result") || !response["result"].is_object())  // every op's result is an object
     return Failure{kExitUnreachable, path + " did not answer like hafsd (no result object)"};
   return response["result"];
-}
-
-std::string bytes_text(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) {
-    b /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", b, units[u]);
-  return buf;
 }
 
 template <typename T>
@@ -180,11 +172,25 @@ int main(int argc, char** argv) {
   status->add_flag("--json", as_json, "print the status object (schema: docs/control-protocol.md)");
   auto* metrics = app.add_subcommand("metrics", "counters, gauges and latency histograms in the Prometheus text format");
   std::string volume;
-  auto* flush = app.add_subcommand("flush", "destage everything staged now");
+  bool no_wait = false;
+  unsigned wait_s = 300;
+  auto add_wait_options = [&](CLI::App* cmd) {
+    cmd->add_flag("--no-wait", no_wait, "return once hafsd has queued or started it");
+    cmd->add_option("--wait", wait_s, "seconds to follow it before giving up (exit 1; it goes on)")
+        ->check(CLI::Range(1u, 86400u));
+  };
+  auto* flush = app.add_subcommand("flush", "destage everything staged now, showing progress");
   flush->add_option("volume", volume, "a volume of this node (the whole NV log is destaged)");
+  add_wait_options(flush);
   std::string giveback_volume;
   auto* giveback = app.add_subcommand("giveback", "hand a taken-over volume back to its home node");
   giveback->add_option("volume", giveback_volume, "the volume (its home is the partner)")->required();
+  add_wait_options(giveback);
+  std::string takeover_volume;
+  auto* takeover = app.add_subcommand(
+      "takeover", "planned takeover OF this node: it destages and hands its volumes to its partner");
+  takeover->add_option("volume", takeover_volume, "only this volume (default: every volume this node holds)");
+  add_wait_options(takeover);
   auto* fault = app.add_subcommand("fault", "named fault sites");
   fault->require_subcommand(1);
   auto* fault_list = fault->add_subcommand("list", "every fault site, and the armed ones");
@@ -198,6 +204,9 @@ int main(int argc, char** argv) {
   fault_arm->add_option("--probability", probability, "chance of firing at each hit")->check(CLI::Range(0.000001, 1.0));
   auto* fault_clear = fault->add_subcommand("clear", "disarm one site, or all");
   fault_clear->add_option("site", site, "fault site (default: all)");
+  unsigned hang_s = 0;
+  auto* fault_hang = fault->add_subcommand("hang", "freeze the whole node (SIGSTOP) for SECONDS, then resume it");
+  fault_hang->add_option("seconds", hang_s, "1..3600")->required()->check(CLI::Range(1u, 3600u));
   HAFS_CLI_PARSE(app, argc, argv);
 
   if (socket_path.empty()) {
@@ -208,17 +217,31 @@ int main(int argc, char** argv) {
   json request;
   if (*status) request = {{"op", "status"}};
   else if (*metrics) request = {{"op", "metrics"}};
-  else if (*flush) request = {{"op", "flush"}, {"volume", volume}};
+  else if (*flush) request = {{"op", "flush"}, {"volume", volume}, {"background", true}};
   else if (*giveback) request = {{"op", "giveback"}, {"volume", giveback_volume}};
+  else if (*takeover) request = {{"op", "handover"}, {"volume", takeover_volume}};
   else if (*fault_list) request = {{"op", "fault.list"}};
   else if (*fault_arm) {
     request = {{"op", "fault.arm"}, {"site", site}, {"action", action}, {"always", always}};
     if (probability < 1.0) request["probability"] = probability;
   } else if (*fault_clear) request = {{"op", "fault.clear"}, {"site", site}};
+  else if (*fault_hang) request = {{"op", "fault.hang"}, {"seconds", hang_s}};
 
   // A response of the wrong shape (a member of the wrong type) is a failure to answer like
   // hafsd (exit 3), not a crash of hafsctl.
   try {
+    // Long operations are followed by polling status; what was staged when they began is the
+    // total of the progress line.
+    const hafs::tools::StatusPoll poll = [&]() -> std::optional<json> {
+      auto a = call(socket_path, timeout_s, {{"op", "status"}});
+      if (auto* j = std::get_if<json>(&a)) return *j;
+      return std::nullopt;
+    };
+    const bool follow = (*flush || *giveback || *takeover) && !no_wait;
+    uint64_t staged_before = 0;
+    if (follow) {
+      if (auto s0 = poll()) staged_before = get<uint64_t>((*s0)["nvlog"], "staged_bytes", 0);
+    }
     auto answer = call(socket_path, timeout_s, request);
     if (auto* f = std::get_if<Failure>(&answer)) {
       std::fprintf(stderr, "hafsctl: %s\n", f->message.c_str());
@@ -230,9 +253,28 @@ int main(int argc, char** argv) {
       else print_status(result);
     } else if (*metrics) {
       std::fputs(result["text"].get<std::string>().c_str(), stdout);
+    } else if (follow) {
+      const bool tty = ::isatty(STDOUT_FILENO) == 1;
+      hafs::tools::WaitResult w;
+      if (*flush) {
+        hafs::tools::ProgressLine line("flush", tty);
+        const uint64_t runs = get<uint64_t>(result["flush"], "runs", 0);
+        w = hafs::tools::wait_for_flush(poll, runs, staged_before, line, std::chrono::seconds(wait_s));
+        line.finish(w.message);
+      } else {
+        std::vector<std::string> names;
+        if (*giveback) names.push_back(giveback_volume);
+        else for (const json& n : result["handover"]) names.push_back(n.get<std::string>());
+        hafs::tools::ProgressLine line(*giveback ? "giveback " + giveback_volume : "takeover", tty);
+        w = hafs::tools::wait_for_handover(poll, names, line, std::chrono::seconds(wait_s));
+        line.finish(w.message);
+      }
+      if (!w.ok) {
+        std::fprintf(stderr, "hafsctl: %s\n", w.message.c_str());
+        return kExitServerError;
+      }
     } else if (*flush) {
-      std::printf("flushed: %s staged, NV log trimmed to LSN %llu\n",
-                  bytes_text(get<double>(result, "staged_bytes", 0)).c_str(), get<unsigned long long>(result, "trim_lsn", 0));
+      std::printf("flush started%s\n", get<bool>(result, "started", false) ? "" : " (one was running: it covers this)");
     } else if (*fault_list) {
       for (const json& s : result["sites"])
         std::printf("%-28s %s\n", get<std::string>(s, "site", "?").c_str(), get<std::string>(s, "what", "").c_str());

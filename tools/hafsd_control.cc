@@ -1,5 +1,8 @@
 #include "tools/hafsd_control.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -12,6 +15,31 @@ namespace hafs::tools {
 using json = nlohmann::json;
 
 namespace {
+
+// Freezes this whole process for `seconds`, 100 ms from now (time for the answer to go out): a
+// grandchild sends SIGSTOP, then SIGCONT. The drill for a hung node: it neither serves, nor
+// heartbeats, nor renews, and wakes up with whatever it believed (`hafsctl fault hang`).
+Status hang_self(unsigned seconds) {
+  const pid_t self = ::getpid();
+  const pid_t child = ::fork();
+  if (child < 0) return Status::from_errno(errno, "fork for fault.hang");
+  if (child == 0) {
+    // Only async-signal-safe calls from here: this is a copy of a multi-threaded process.
+    if (::fork() != 0) ::_exit(0);  // the grandchild is adopted by init; nobody waits for it
+    ::close_range(0, ~0U, 0);       // hold none of hafsd's descriptors (the FUSE device, sockets)
+    timespec t{0, 100'000'000};
+    while (::nanosleep(&t, &t) != 0 && errno == EINTR) {
+    }
+    ::kill(self, SIGSTOP);
+    timespec h{static_cast<time_t>(seconds), 0};
+    while (::nanosleep(&h, &h) != 0 && errno == EINTR) {
+    }
+    ::kill(self, SIGCONT);
+    ::_exit(0);
+  }
+  ::waitpid(child, nullptr, 0);
+  return Status::ok();
+}
 
 std::string fault_action_text(const FaultSpec& s) {
   switch (s.action) {
@@ -140,6 +168,7 @@ json node_status(const NodeView& n) {
     s["mirror_in"] = nullptr;
   }
   s["faults"] = faults_json(*n.faults);
+  s["flush"] = n.flush ? n.flush->state() : json();
   return s;
 }
 
@@ -155,6 +184,11 @@ Result<json> handle_control(const NodeView& n, const json& request) {
       if (!known) return Status::error(Code::kNotFound, "no volume '" + volume + "' on this node");
     }
     // Destaging is per ring, not per volume: flushing one volume flushes everything complete.
+    if (request.value("background", false)) {
+      if (!n.flush) return Status::error(Code::kInvalidArgument, "no background flush here");
+      const bool started = n.flush->start();
+      return json{{"started", started}, {"flush", n.flush->state()}};
+    }
     HAFS_RETURN_IF_ERROR(n.cache->flush_all());
     const auto st = n.cache->stats();
     return json{{"staged_bytes", st.staged_bytes}, {"trim_lsn", st.trim_lsn}};
@@ -168,6 +202,39 @@ Result<json> handle_control(const NodeView& n, const json& request) {
         return json{{"giveback", volume}, {"queued", true}};
       }
     return Status::error(Code::kNotFound, "no volume '" + volume + "' in this pair");
+  }
+  if (op == "handover") {
+    // A planned takeover by the partner: hand it the named volume, or every volume held here.
+    if (!n.monitor) return Status::error(Code::kInvalidArgument, "this node runs without membership");
+    const std::string volume = request.value("volume", "");
+    const membership::MonitorStatus ms = n.monitor->status();
+    json queued = json::array();
+    for (const fs::Volume* v : n.volumes) {
+      if (!volume.empty() && v->name() != volume) continue;
+      bool held = false;
+      for (const auto& mv : ms.volumes)
+        held |= mv.id == v->id() && (mv.state == membership::VolumeState::kServing ||
+                                     mv.state == membership::VolumeState::kTakingOver);
+      if (!held) {
+        if (!volume.empty())
+          return Status::error(Code::kInvalidArgument, "volume '" + volume + "' is not held by this node");
+        continue;
+      }
+      HAFS_RETURN_IF_ERROR(n.monitor->request_handover(v->id()));
+      queued.push_back(v->name());
+    }
+    if (queued.empty())
+      return Status::error(volume.empty() ? Code::kInvalidArgument : Code::kNotFound,
+                           volume.empty() ? "this node holds no volume to hand over"
+                                          : "no volume '" + volume + "' in this pair");
+    return json{{"handover", queued}, {"queued", true}};
+  }
+  if (op == "fault.hang") {
+    const int64_t seconds = request.value("seconds", int64_t{0});
+    if (seconds < 1 || seconds > 3600)
+      return Status::error(Code::kInvalidArgument, "fault.hang needs seconds from 1 to 3600");
+    HAFS_RETURN_IF_ERROR(hang_self(static_cast<unsigned>(seconds)));
+    return json{{"hang_s", seconds}};
   }
   if (op == "fault.list") {
     json sites = json::array();

@@ -14,6 +14,7 @@
 #include "interconnect/mirror_sender.h"
 #include "nvcache/nvcache.h"
 #include "membership/monitor.h"
+#include "tools/flush_job.h"
 #include "tools/hafsd_config.h"
 #include "tools/hafsd_membership.h"
 
@@ -31,6 +32,7 @@ struct NodeView {
   interconnect::MirrorReceiver* receiver = nullptr;  // null when not mirrored
   membership::Monitor* monitor = nullptr;            // null without [membership]
   const NodeActions* actions = nullptr;              // null without [membership]
+  FlushJob* flush = nullptr;                         // background flushes (hafsctl flush)
 };
 
 nlohmann::json node_status(const NodeView& node);

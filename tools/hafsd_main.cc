@@ -297,6 +297,7 @@ int main(int argc, char** argv) {
 
   // Membership: the monitor decides which volumes this node serves; NodeActions carries it out.
   std::unique_ptr<membership::DirectoryDisk> disk;
+  std::unique_ptr<tools::FaultyDisk> faulty_disk;  // the disk with the membership fault sites
   std::unique_ptr<tools::NodeActions> actions;
   std::thread membership_thread;
   std::mutex membership_mu;
@@ -308,6 +309,7 @@ int main(int argc, char** argv) {
     auto d = membership::DirectoryDisk::open(mc.dir);
     if (!d) return fail(ready, log, d.status().with_context("membership.dir"));
     disk = std::move(*d);
+    faulty_disk = std::make_unique<tools::FaultyDisk>(*disk, &fault_registry);
     std::vector<fs::Volume*> all;
     for (auto& v : vols) all.push_back(v.get());
     actions = std::make_unique<tools::NodeActions>(cfg.node_id, all, &filesystem, cache->get(), &target,
@@ -332,7 +334,7 @@ int main(int argc, char** argv) {
       membership_wake = true;
       membership_cv.notify_all();
     });
-    auto m = membership::Monitor::create(mcfg, clock, *disk, *actions, log.child("membership"));
+    auto m = membership::Monitor::create(mcfg, clock, *faulty_disk, *actions, log.child("membership"));
     if (!m) return fail(ready, log, m.status().with_context("membership"));
     monitor = std::move(*m);
     const auto silence = std::chrono::milliseconds(cfg.interconnect.silence_limit_ms);
@@ -365,6 +367,7 @@ int main(int argc, char** argv) {
   const std::string socket_path = cfg.control_socket.empty()
                                       ? "/run/hafs/hafsd-" + std::to_string(cfg.node_id) + ".sock"
                                       : cfg.control_socket;
+  tools::FlushJob flush_job(cache->get());
   tools::NodeView view;
   view.config = &cfg;
   view.started = std::chrono::steady_clock::now();
@@ -375,6 +378,7 @@ int main(int argc, char** argv) {
   view.receiver = receiver.get();
   view.monitor = monitor.get();
   view.actions = actions.get();
+  view.flush = &flush_job;
   auto control = tools::ControlServer::start(
       socket_path, [&view](const nlohmann::json& r) { return tools::handle_control(view, r); },
       log.child("control"));
@@ -408,6 +412,7 @@ int main(int argc, char** argv) {
     server->reset();  // unmounted
   }
   control->reset();
+  flush_job.wait();  // a flush hafsctl started; none can start now
   log.info("unmounted; destaging everything");
   // Destage while the membership thread still renews our leases: a lease that lapsed now would
   // let the partner take over and write while this node is still writing to the medium.

@@ -10,6 +10,15 @@ int64_t ms_since(Clock::time_point t) {
 }
 }  // namespace
 
+Status FaultyDisk::write(const std::string& name,
+                         std::span<const std::byte, membership::kRecordBlockBytes> data) {
+  if (faults_) {
+    const bool heartbeat = name.ends_with(".hb");  // membership-format.md: node-<id>.hb
+    HAFS_RETURN_IF_ERROR(faults_->hit(heartbeat ? FaultSite::kHeartbeatWrite : FaultSite::kLeaseBeforeWrite));
+  }
+  return disk_.write(name, data);
+}
+
 NodeActions::NodeActions(uint32_t node_id, std::vector<fs::Volume*> volumes, fs::Filesystem* filesystem,
                          nvcache::NvCache* cache, nvcache::DestageTarget* target, nvcache::Store* mirror,
                          interconnect::MirrorSender* sender, Logger logger, FaultRegistry* faults)
@@ -85,6 +94,7 @@ Status NodeActions::take_over_now(fs::Volume* v, uint64_t epoch) {
     replayed_records = rep->records_applied;
     replayed_bytes = rep->bytes_applied;
     replay_ms = ms_since(start);
+    if (faults_) HAFS_RETURN_IF_ERROR(faults_->hit(FaultSite::kTakeoverMidReplay).with_context("takeover of " + v->name()));
   }
   // Our own staged records of it (a restart, a re-claim after a self-fence) go too.
   const auto destage_start = Clock::now();

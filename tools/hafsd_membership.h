@@ -20,9 +20,26 @@
 #include "fs/volume.h"
 #include "interconnect/mirror_sender.h"
 #include "membership/actions.h"
+#include "membership/shared_disk.h"
 #include "nvcache/nvcache.h"
 
 namespace hafs::tools {
+
+// The shared disk as hafsd uses it: the records, with the membership fault sites in front of
+// the writes (membership.heartbeat_write for heartbeats, lease.before_write for ownership
+// records), so that a drill can stop a node's disk heartbeat or fail its renewals.
+class FaultyDisk final : public membership::SharedDisk {
+ public:
+  FaultyDisk(membership::SharedDisk& disk, FaultRegistry* faults) : disk_(disk), faults_(faults) {}
+  Status read(const std::string& name, std::span<std::byte, membership::kRecordBlockBytes> out) override {
+    return disk_.read(name, out);
+  }
+  Status write(const std::string& name, std::span<const std::byte, membership::kRecordBlockBytes> data) override;
+
+ private:
+  membership::SharedDisk& disk_;
+  FaultRegistry* const faults_;
+};
 
 // The long actions — a takeover's replay and destage, a giveback's destage — run on a thread
 // of their own, one per volume, and report kInProgress until they have finished: the tick thread

@@ -317,6 +317,31 @@ TEST(MonitorTest, AutomaticGivebackAfterTheDelay) {
   EXPECT_EQ(p.state(B), NodeState::kNormal);
 }
 
+// A planned takeover (hafsctl takeover on A): A hands its own volume 1 to B at epoch + 1; B
+// serves it and does not give it back by itself, however long it stays NORMAL; a giveback on
+// command brings it home at the next epoch.
+TEST(MonitorTest, PlannedTakeoverHandsAHomeVolumeOverWithoutAutomaticGiveback) {
+  SimPair p(64);
+  p.config(B).auto_giveback = true;
+  p.config(B).giveback_delay_ms = 2000;
+  bring_up(p);
+  ASSERT_TRUE(p.monitor(A)->request_handover(1).is_ok());
+  EXPECT_EQ(p.monitor(A)->request_handover(9).code(), Code::kNotFound);
+  ASSERT_TRUE(p.run_until([&] { return p.serving(B, 1); }, Millis(5000)));
+  EXPECT_FALSE(p.serving(A, 1));
+  EXPECT_EQ(p.record(1)->owner, kB);
+  EXPECT_EQ(p.record(1)->epoch, 2u);
+  EXPECT_EQ(p.view(A, 1).state, VolumeState::kPartner);
+  EXPECT_TRUE(p.serving(A, 2)) << "only the volume asked for moves";
+  p.run(Millis(10'000));
+  EXPECT_TRUE(p.serving(B, 1)) << "given back automatically after a planned takeover";
+  EXPECT_EQ(p.actions(B).count(Event::kRelease), 0u);
+  ASSERT_TRUE(p.monitor(B)->request_giveback(1).is_ok());
+  ASSERT_TRUE(p.run_until([&] { return p.serving(A, 1); }, Millis(5000)));
+  EXPECT_EQ(p.record(1)->epoch, 3u);
+  EXPECT_EQ(p.record(1)->owner, kA);
+}
+
 TEST(MonitorTest, GivebackRequestedDuringResyncIsDeferredUntilNormal) {
   SimPair p(12);
   take_over_and_return(p);

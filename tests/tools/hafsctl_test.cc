@@ -153,7 +153,7 @@ bool write_file(const std::string& path, size_t bytes, uint32_t seed) {
 
 // ---- the documented status schema (docs/control-protocol.md), checked field by field ----
 
-enum class T { kUnsigned, kInteger, kNumber, kString, kBool, kObject };
+enum class T { kUnsigned, kInteger, kNumber, kString, kBool, kObject, kObjectOrNull };
 
 bool has_type(const json& v, T t) {
   switch (t) {
@@ -163,6 +163,7 @@ bool has_type(const json& v, T t) {
     case T::kString: return v.is_string();
     case T::kBool: return v.is_boolean();
     case T::kObject: return v.is_object();
+    case T::kObjectOrNull: return v.is_object() || v.is_null();
   }
   return false;
 }
@@ -213,9 +214,14 @@ void expect_schema(const json& j, const Schema& schema, const std::string& where
 
 void expect_status_schema(const json& s, bool mirrored) {
   ASSERT_TRUE(s.is_object());
-  const std::set<std::string> top = {"node", "nvlog", "volumes", "mirror", "mirror_in", "membership", "faults"};
+  const std::set<std::string> top = {"node", "nvlog", "volumes", "mirror", "mirror_in", "membership", "faults",
+                                     "flush"};
   for (const auto& [key, value] : s.items()) EXPECT_TRUE(top.count(key)) << key << " is not documented";
   for (const auto& key : top) ASSERT_TRUE(s.contains(key)) << key << " missing";
+  expect_schema(s["flush"], {{"running", T::kBool}, {"runs", T::kUnsigned}, {"last", T::kObjectOrNull}}, "flush");
+  if (s["flush"]["last"].is_object())
+    expect_schema(s["flush"]["last"], {{"ok", T::kBool}, {"error", T::kString}, {"ms", T::kInteger},
+                                       {"staged_bytes_after", T::kUnsigned}}, "flush.last");
   expect_schema(s["node"], kNode, "node");
   expect_schema(s["nvlog"], kNvlog, "nvlog");
   expect_schema(s["nvlog"]["destage"], kDestage, "nvlog.destage");
@@ -313,7 +319,8 @@ TEST_F(HafsctlTest, WritesMoveTheCountersAndFlushDestagesThem) {
 
   CtlRun r = ctl(node(), {"flush"});
   ASSERT_EQ(r.code, 0) << r;
-  EXPECT_NE(r.out.find("flushed: 0 B staged, NV log trimmed to LSN "), std::string::npos) << r;
+  EXPECT_NE(r.out.find("flush: destaged 192.0 KiB in "), std::string::npos) << r;
+  EXPECT_EQ(r.out.find("\r"), std::string::npos) << "not a terminal: plain lines";
   const json after = status_json(node());
   const json& a = after["nvlog"];
   EXPECT_EQ(a["staged_bytes"], 0) << a.dump();
