@@ -7,10 +7,12 @@
 //   hafsctl ... takeover [VOLUME] [--no-wait] [--wait S]   (a planned takeover OF this node)
 //   hafsctl ... fault list | fault arm SITE ACTION [--always] [--probability P] | fault clear [SITE]
 //   hafsctl ... fault hang SECONDS
+//   hafsctl cluster up | down | status | restart-node ...   (a local pair: tools/cluster.h)
 //
 // Exit codes: 0 done; 1 hafsd answered with an error; 2 bad command line; 3 hafsd could not be
 // reached or did not answer like hafsd (no socket, refused, timed out, malformed response).
 #include "tools/cli.h"
+#include "tools/cluster.h"
 #include "tools/hafsctl_progress.h"
 #include <poll.h>
 #include <sys/socket.h>
@@ -207,7 +209,15 @@ int main(int argc, char** argv) {
   unsigned hang_s = 0;
   auto* fault_hang = fault->add_subcommand("hang", "freeze the whole node (SIGSTOP) for SECONDS, then resume it");
   fault_hang->add_option("seconds", hang_s, "1..3600")->required()->check(CLI::Range(1u, 3600u));
+  hafs::tools::ClusterCommand cluster(app);
   HAFS_CLI_PARSE(app, argc, argv);
+
+  if (cluster.chosen())
+    return cluster.run([](const std::string& path, double limit_s, const json& request) {
+      auto answer = call(path, limit_s, request);
+      if (auto* f = std::get_if<Failure>(&answer)) return hafs::tools::ControlReply{f->exit_code, f->message, {}};
+      return hafs::tools::ControlReply{0, "", std::get<json>(answer)};
+    });
 
   if (socket_path.empty()) {
     if (node) socket_path = "/run/hafs/hafsd-" + std::to_string(node) + ".sock";
