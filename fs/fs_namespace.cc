@@ -159,7 +159,10 @@ int Filesystem::do_lookup(const Inode& parent, const char* name, fuse_entry_para
     return ref_inode(vol, fd, e);
   }
   if (dot) {  // the kernel resolves an NFS handle of an inode it forgot by looking up "."
-    int fd = ::openat(parent.fd, ".", O_PATH | O_CLOEXEC);
+    // Of any inode, not only directories: a file the kernel evicted (its FORGET still on the
+    // way) is looked up as "." of itself, where openat(fd, ".") would fail with ENOTDIR and
+    // the NFS client would get STALE.
+    int fd = ::fcntl(parent.fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) return errno;
     return ref_inode(parent.volume, fd, e);
   }
