@@ -20,6 +20,10 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev fio
   # integration tests: namespaces, process tools
   iproute2 procps util-linux
+  # NFS re-export (tools/hafs-nfs.sh, tests/nfs, bench/nfs_load): this kernel has no NFS server or
+  # client, so the server is nfs-ganesha with FSAL_VFS over the hafs mount, rpcbind for NFSv3
+  # registration, and the client is libnfs (tools and the C library the tests link against)
+  nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils libnfs-dev
 )
 
 log=$(mktemp /tmp/hafs-setup.XXXXXX.log)
