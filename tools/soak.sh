@@ -35,7 +35,7 @@ for ((i = 0; i < trials; i++)); do
   start=$(date +%s%N)
   out=$(HAFS_SEED=$seed "$bin" --gtest_filter='Random/RandomFaultTest.Trial/0' 2>&1) && ok=1 || ok=0
   secs=$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
-  kind=$(echo "$out" | sed -n "s/^seed $seed: \([a-z9 -]*\) on node.*/\1/p" | head -1)
+  kind=$(echo "$out" | sed -n "s/^seed $seed: \(.*\) on node [12].*/\1/p" | head -1)
   echo "$seed|${kind:-unknown}|$ok|$secs" >>"$results"
   printf '%6d  seed %d  %-22s %s  %5.1f s\n' "$((i + 1))" "$seed" "${kind:-unknown}" \
     "$([ $ok = 1 ] && echo passed || echo FAILED)" "$secs"

@@ -14,7 +14,7 @@
 namespace hafs::testing::failover {
 namespace {
 
-constexpr int kCiTrials = 12;
+constexpr int kCiTrials = 20;
 
 enum class Fault { kKill9, kHang, kCut, kMediumEio, kCrashAtSite, kCleanRestart, kCount };
 
@@ -23,7 +23,7 @@ const char* fault_name(Fault f) {
     case Fault::kKill9: return "kill -9";
     case Fault::kHang: return "hang";
     case Fault::kCut: return "interconnect cut";
-    case Fault::kMediumEio: return "medium EIO";
+    case Fault::kMediumEio: return "medium EIO/ENOSPC";
     case Fault::kCrashAtSite: return "crash at fault point";
     case Fault::kCleanRestart: return "clean restart";
     case Fault::kCount: break;
