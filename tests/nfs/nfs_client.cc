@@ -139,8 +139,12 @@ void on_compound(rpc_context*, int status, void* data, void* priv) {
   auto* res = static_cast<COMPOUND4res*>(data);
   c->nfs_status = res->status;
   if (res->status != NFS4_OK) return;
+  // libnfs 4.0 hands out the result array at a 4-byte aligned address (its XDR arena), which
+  // UBSan rightly flags for a struct with 8-byte members: copy each entry out before reading.
+  const char* entries = reinterpret_cast<const char*>(res->resarray.resarray_val);
   for (u_int i = 0; i < res->resarray.resarray_len; ++i) {
-    const nfs_resop4& op = res->resarray.resarray_val[i];
+    nfs_resop4 op;
+    std::memcpy(static_cast<void*>(&op), entries + i * sizeof op, sizeof op);
     if (op.resop == OP_GETFH) {
       const nfs_fh4& fh = op.nfs_resop4_u.opgetfh.GETFH4res_u.resok4.object;
       c->handle.assign(fh.nfs_fh4_val, fh.nfs_fh4_len);
