@@ -90,12 +90,14 @@ void Monitor::fence_expired_leases() {
 
 void Monitor::self_fence(Vol& v, const char* why) {
   if (v.state == VolumeState::kServing) actions_.fence(v.id);
+  v.releasing = false;  // a giveback under way ends here: the fence owns the volume now
   log_.warn("volume %u: self-fencing at epoch %" PRIu64 ": %s", v.id, v.epoch, why);
   set_volume_state(v, VolumeState::kFenced, why);
 }
 
 void Monitor::lose_volume(Vol& v, const Read& r, const char* why) {
   if (v.state == VolumeState::kServing) actions_.fence(v.id);
+  v.releasing = false;
   log_.warn("volume %u: lost at epoch %" PRIu64 " (record: owner %u epoch %" PRIu64 "): %s",
             v.id, v.epoch, r.rec.owner, r.rec.epoch, why);
   actions_.discard(v.id);  // never destage our stale records of it
