@@ -15,7 +15,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,13 +40,13 @@
 
 #include "base/crc32c.h"
 #include "tests/support/hafsd_process.h"
+#include "tests/support/run_program.h"
 #include "tests/support/wait.h"
 
 #if !defined(HAFSCTL_BIN) || !defined(ACKCHECK_BIN)
 #error "HAFSCTL_BIN and ACKCHECK_BIN must name the hafsctl and hafs-ackcheck binaries"
 #endif
 
-extern char** environ;
 
 namespace hafs::testing::failover {
 
@@ -73,48 +72,11 @@ inline int64_t mono_ns() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-struct RunResult {
-  int code = -1;  // exit status; -1 signal, -2 killed after the limit
-  std::string out, err;
-};
+using RunResult = ProgramResult;
 
 // Runs `args` (argv[0] an absolute path) to completion, at most `limit`.
 inline RunResult run(const std::vector<std::string>& args, std::chrono::milliseconds limit = 60s) {
-  char tmpl[] = "/tmp/hafs-failover-run.XXXXXX";
-  const std::string dir = ::mkdtemp(tmpl);
-  const std::string out = dir + "/out", err = dir + "/err";
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  RunResult r;
-  if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) == 0) {
-    const auto deadline = Clock::now() + limit;
-    int status = 0;
-    for (;;) {
-      if (::waitpid(pid, &status, WNOHANG) == pid) {
-        r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        break;
-      }
-      if (Clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        r.code = -2;
-        break;
-      }
-      std::this_thread::sleep_for(2ms);
-    }
-  }
-  posix_spawn_file_actions_destroy(&fa);
-  r.out = read_file(out);
-  r.err = read_file(err);
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
-  return r;
+  return run_program(args, limit);
 }
 
 // `hafsctl --socket S status --json`, or nothing when the node does not answer in time.

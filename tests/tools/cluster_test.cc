@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/run_program.h"
+
 #ifndef HAFSCTL_BIN
 #error "HAFSCTL_BIN must name the hafsctl binary"
 #endif
@@ -42,14 +44,9 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-struct Outcome {
-  int code = -1;  // exit status; -1 killed by a signal, -2 did not end within the limit
-  std::string out, err;
-};
-
-std::ostream& operator<<(std::ostream& o, const Outcome& r) {
-  return o << "exit " << r.code << "\n--- stdout ---\n" << r.out << "--- stderr ---\n" << r.err;
-}
+using hafs::testing::ProgramResult;
+using hafs::testing::run_program;
+using Outcome = ProgramResult;
 
 // Spawns argv (argv[0] absolute) with stdout and stderr into files under `scratch`.
 pid_t spawn(const std::vector<std::string>& args, const std::string& scratch) {
@@ -68,32 +65,7 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& scratch) {
 
 // Runs argv to completion, at most `limit`.
 Outcome run(const std::vector<std::string>& args, std::chrono::milliseconds limit = 120s) {
-  char tmpl[] = "/tmp/hafs-cluster-test-run.XXXXXX";
-  const std::string scratch = ::mkdtemp(tmpl);
-  Outcome r;
-  const pid_t pid = spawn(args, scratch);
-  if (pid > 0) {
-    const auto deadline = Clock::now() + limit;
-    int status = 0;
-    for (;;) {
-      if (::waitpid(pid, &status, WNOHANG) == pid) {
-        r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        break;
-      }
-      if (Clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        r.code = -2;
-        break;
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-  }
-  r.out = read_file(scratch + "/out");
-  r.err = read_file(scratch + "/err");
-  std::error_code ec;
-  fs::remove_all(scratch, ec);
-  return r;
+  return run_program(args, limit);
 }
 
 Outcome ctl(std::vector<std::string> args, std::chrono::milliseconds limit = 120s) {

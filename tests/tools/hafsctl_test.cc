@@ -31,6 +31,7 @@
 
 #include "base/fault.h"
 #include "tests/support/hafsd_process.h"
+#include "tests/support/run_program.h"
 #include "tests/support/wait.h"
 #include "tests/tools/prometheus_text.h"
 
@@ -71,55 +72,13 @@ struct TempDir {
   std::string path;
 };
 
-struct CtlRun {
-  int code = -1;  // exit status; -1 killed by a signal, -2 did not finish within the limit
-  std::string out, err;
-  std::chrono::milliseconds took{0};
-};
-
-std::ostream& operator<<(std::ostream& o, const CtlRun& r) {
-  return o << "[exit " << r.code << "]\n--- stdout ---\n" << r.out << "--- stderr ---\n" << r.err;
-}
+using CtlRun = testing::ProgramResult;
 
 // Runs the real hafsctl with `args`; never waits longer than `limit` (then kills it: code -2).
 CtlRun hafsctl(const std::vector<std::string>& args, std::chrono::milliseconds limit = 30s) {
-  TempDir tmp;
-  const std::string out = tmp.path + "/out", err = tmp.path + "/err";
   std::vector<std::string> full = {HAFSCTL_BIN};
   full.insert(full.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : full) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const auto t0 = Clock::now();
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  CtlRun r;
-  int status = 0;
-  const auto deadline = t0 + limit;
-  for (;;) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      break;
-    }
-    if (Clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      r.code = -2;
-      break;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  r.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
-  r.out = read_file(out);
-  r.err = read_file(err);
-  return r;
+  return testing::run_program(full, limit);
 }
 
 CtlRun ctl(const HafsdProcess& p, std::vector<std::string> args) {
