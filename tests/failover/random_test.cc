@@ -42,8 +42,7 @@ uint64_t base_seed() {
 
 class RandomFaultTest : public FailoverTest, public ::testing::WithParamInterface<int> {
  protected:
-  // Waits until node `id` is back and NORMAL, its partner too, and each volume served by
-  // exactly one node (wherever that is).
+  // Waits until both nodes are NORMAL again (the victim back, the mirrors caught up).
   void settle() {
     ASSERT_TRUE(await_node_state(1, "NORMAL", 90s)) << dump();
     ASSERT_TRUE(await_node_state(2, "NORMAL", 90s)) << dump();

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/support/run_program.h"
 #include "tests/support/wait.h"
 
 #ifndef HAFS_NFS_SCRIPT
@@ -42,35 +43,8 @@ bool enter_private_netns(std::string* why) {
 }
 
 RunResult run_command(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
-  char tmpl[] = "/tmp/hafs-nfs-run.XXXXXX";
-  int out_fd = ::mkstemp(tmpl);
-  RunResult r;
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(out_fd, 1);
-    ::dup2(out_fd, 2);
-    int null_fd = ::open("/dev/null", O_RDONLY);
-    ::dup2(null_fd, 0);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(out_fd);
-  int status = 0;
-  const bool exited = eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, timeout);
-  if (!exited) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-  }
-  std::ifstream in(tmpl);
-  std::stringstream s;
-  s << in.rdbuf();
-  r.output = s.str();
-  ::unlink(tmpl);
-  if (exited && WIFEXITED(status)) r.code = WEXITSTATUS(status);
-  return r;
+  const ProgramResult p = run_program(argv, timeout);
+  return RunResult{p.code == -2 ? -1 : p.code, p.out + p.err};
 }
 
 int live_pid_in(const std::string& pid_file) {

@@ -15,7 +15,7 @@ bool enter_private_netns(std::string* why);
 
 struct RunResult {
   int code = -1;       // exit status; -1 when killed by a signal or the timeout
-  std::string output;  // stdout and stderr, interleaved
+  std::string output;  // stdout, then stderr
 };
 RunResult run_command(const std::vector<std::string>& argv,
                       std::chrono::seconds timeout = std::chrono::seconds(120));

@@ -1,4 +1,5 @@
 #include "tests/support/hafsd_process.h"
+#include "tests/support/run_program.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -175,25 +176,11 @@ std::string HafsdProcess::log() const {
 
 int HafsdProcess::run_to_exit(const std::vector<std::string>& args, std::string* output,
                               std::chrono::seconds timeout) {
-  char tmpl[] = "/tmp/hafs-run.XXXXXX";
-  int fd = ::mkstemp(tmpl);
-  ::close(fd);
   std::vector<std::string> full = args;
   full.insert(full.begin(), HAFSD_BIN);
-  pid_t pid = spawn(full, tmpl);
-  int status = 0;
-  bool exited = wait_exit(pid, timeout, &status);
-  if (!exited) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-  }
-  std::ifstream in(tmpl);
-  std::stringstream s;
-  s << in.rdbuf();
-  if (output) *output = s.str();
-  ::unlink(tmpl);
-  if (!exited) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  const ProgramResult r = run_program(full, timeout);
+  if (output) *output = r.out + r.err;
+  return r.code == -2 ? -1 : r.code;
 }
 
 }  // namespace hafs::testing

@@ -72,7 +72,7 @@ class HafsdProcess {
   void set_extra_args(std::vector<std::string> extra) { spec_.extra_args = std::move(extra); }
 
   // Runs hafsd with `args` to completion (for bad-input tests); returns the exit status and
-  // fills *output with its stderr.
+  // fills *output with what it printed (stdout, then stderr).
   static int run_to_exit(const std::vector<std::string>& args, std::string* output,
                          std::chrono::seconds timeout = std::chrono::seconds(20));
   static std::string hafsd_binary();
