@@ -344,12 +344,16 @@ MonitorStatus Monitor::status() const {
   return snapshot_;
 }
 
-bool Monitor::lease_valid(VolumeId volume, uint64_t epoch, Millis now) const {
+std::optional<VolumeView> Monitor::held_view(VolumeId volume, uint64_t epoch, Millis now) const {
   std::lock_guard lock(mu_);
   for (const auto& v : snapshot_.volumes)
-    if (v.id == volume)
-      return v.state == VolumeState::kServing && !v.releasing && v.epoch == epoch && now < v.lease_valid_until;
-  return false;
+    if (v.id == volume && v.epoch == epoch && now < v.lease_valid_until) return v;
+  return std::nullopt;
+}
+
+bool Monitor::lease_valid(VolumeId volume, uint64_t epoch, Millis now) const {
+  const auto v = held_view(volume, epoch, now);
+  return v && v->state == VolumeState::kServing && !v->releasing;
 }
 
 uint64_t highest_epoch(const MonitorStatus& status) {
@@ -359,12 +363,8 @@ uint64_t highest_epoch(const MonitorStatus& status) {
 }
 
 bool Monitor::may_destage(VolumeId volume, uint64_t epoch, Millis now) const {
-  std::lock_guard lock(mu_);
-  for (const auto& v : snapshot_.volumes)
-    if (v.id == volume)
-      return (v.state == VolumeState::kServing || v.state == VolumeState::kTakingOver) &&
-             v.epoch == epoch && now < v.lease_valid_until;
-  return false;
+  const auto v = held_view(volume, epoch, now);
+  return v && (v->state == VolumeState::kServing || v->state == VolumeState::kTakingOver);
 }
 
 void Monitor::publish() {

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -201,6 +202,9 @@ class Monitor {
   Result<const VolumeConfig*> volume_config(VolumeId volume) const;
   void settle_releases();
   void publish();
+  // The published view of `volume` when it names `epoch` and a lease valid at `now` (any
+  // state: the callers say which states count).
+  std::optional<VolumeView> held_view(VolumeId volume, uint64_t epoch, Millis now) const;
 
   // Volume level (monitor_volume.cc).
   void set_volume_state(Vol& v, VolumeState to, const char* why);
