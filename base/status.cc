@@ -28,6 +28,8 @@ const char* code_name(Code code) {
     case Code::kTimedOut: return "timed out";
     case Code::kAborted: return "aborted";
     case Code::kInProgress: return "in progress";
+    case Code::kDataLoss: return "data loss";
+    case Code::kBusy: return "busy";
   }
   return "unknown";
 }
@@ -56,6 +58,7 @@ int Status::to_errno() const {
     case Code::kTimedOut: return ETIMEDOUT;
     case Code::kUnavailable: return EAGAIN;
     case Code::kInProgress: return EINPROGRESS;
+    case Code::kBusy: return EBUSY;
     default: return EIO;
   }
 }

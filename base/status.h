@@ -28,6 +28,9 @@ enum class Code {
   kTimedOut,
   kAborted,          // shut down while waiting
   kInProgress,       // started and not finished: ask again later (long membership actions)
+  kDataLoss,         // acknowledged data cannot be read back whole (damage inside a log or
+                     // mirror, an outdated mirror): what it guards is not served
+  kBusy,             // held by another process (a node identity, a locked NV log)
 };
 
 const char* code_name(Code code);

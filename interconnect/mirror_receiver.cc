@@ -63,11 +63,30 @@ MirrorReceiver::~MirrorReceiver() { stop(); }
 
 void MirrorReceiver::stop() {
   stop_.store(true);
+  {
+    std::lock_guard lock(freeze_mu_);  // a freeze() waiting for the thread gives up now
+  }
+  freeze_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   listener_.reset();
 }
 
 void MirrorReceiver::set_min_epoch(uint64_t epoch) { min_epoch_.store(epoch); }
+
+Status MirrorReceiver::freeze(std::chrono::milliseconds limit) {
+  std::unique_lock lock(freeze_mu_);
+  frozen_ = true;
+  const uint64_t asked = ++freeze_asked_;
+  if (!freeze_cv_.wait_for(lock, limit, [&] { return freeze_done_ >= asked || stop_.load(); }))
+    return Status::error(Code::kTimedOut, "the mirror receiver did not freeze within " +
+                                              std::to_string(limit.count()) + " ms");
+  return Status::ok();
+}
+
+void MirrorReceiver::thaw() {
+  std::lock_guard lock(freeze_mu_);
+  frozen_ = false;
+}
 
 MirrorReceiverStats MirrorReceiver::stats() const {
   std::lock_guard lock(mu_);
@@ -111,6 +130,34 @@ void MirrorReceiver::run() {
     stats_.connected = false;
   };
   while (!stop_.load()) {
+    // Frozen for a takeover's replay: nothing of the partner's may change the mirror now.
+    bool frozen;
+    uint64_t asked;
+    {
+      std::lock_guard lock(freeze_mu_);
+      frozen = frozen_;
+      asked = freeze_asked_;
+    }
+    {
+      std::lock_guard lock(mu_);
+      stats_.frozen = frozen;
+    }
+    if (frozen) {
+      if (s) drop("frozen: a takeover replays this mirror");
+      {
+        std::lock_guard lock(freeze_mu_);
+        freeze_done_ = asked;
+      }
+      freeze_cv_.notify_all();
+      auto incoming = listener_->accept(std::chrono::milliseconds(20));
+      if (incoming.is_ok()) {
+        Session turned;
+        turned.conn = std::move(*incoming);
+        refuse(turned, RefuseReason::kBusy, "node " + std::to_string(options_.node_id) +
+                                                " is taking over your volumes and replays its mirror of your log");
+      }
+      continue;
+    }
     // A cut interconnect (fault interconnect.cut): drop the partner and turn away newcomers.
     if (options_.faults && !options_.faults->hit(FaultSite::kInterconnectCut).is_ok()) {
       if (s) drop("interconnect cut (fault interconnect.cut)");
@@ -279,6 +326,11 @@ bool MirrorReceiver::on_auth(Session& s, const Auth& a) {
 }
 
 bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
+  if (c.epoch < min_epoch_.load()) {
+    refuse(s, RefuseReason::kStaleEpoch, "COMMIT at epoch " + std::to_string(c.epoch) +
+                                             ", older than " + std::to_string(min_epoch_.load()));
+    return false;
+  }
   const uint64_t data = mirror_.size() - nvcache::kDataOffset;
   if (c.to_pos < c.from_pos || c.to_pos - c.from_pos > data) {
     refuse(s, RefuseReason::kProtocol, "COMMIT of an impossible range [" + std::to_string(c.from_pos) +
@@ -316,7 +368,13 @@ bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
 }
 
 bool MirrorReceiver::on_trim(Session& s, const Trim& t) {
-  (void)s;
+  // A node that has not learned of a takeover trims nothing (it may be discarding what the
+  // takeover is about to replay).
+  if (t.epoch < min_epoch_.load()) {
+    refuse(s, RefuseReason::kStaleEpoch, "TRIM at epoch " + std::to_string(t.epoch) +
+                                             ", older than " + std::to_string(min_epoch_.load()));
+    return false;
+  }
   nvcache::RingHeader h;
   {
     std::lock_guard lock(mu_);

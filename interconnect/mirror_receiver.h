@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -50,6 +51,7 @@ struct MirrorReceiverStats {
   uint64_t commits = 0;
   uint64_t refused = 0;             // connections refused (bad key, version, epoch, busy...)
   uint64_t partner_epoch = 0;
+  bool frozen = false;              // a takeover replays the mirror: the partner is refused
   std::string last_refusal;
   int64_t ms_since_heard = -1;      // -1: never heard
 };
@@ -63,8 +65,15 @@ class MirrorReceiver {
   // Closes the connection and stops listening. Idempotent. The mirror store keeps its bytes.
   void stop();
 
-  // Refuse senders whose epoch is below `epoch` from now on (membership raises it).
+  // Refuse senders whose epoch is below `epoch` from now on (membership raises it): at the
+  // handshake, and on every COMMIT and TRIM (the connection is dropped).
   void set_min_epoch(uint64_t epoch);
+  // Stops the mirror from changing (a takeover replays it, invariant I8): drops the partner's
+  // connection, so that its region is unregistered and no RMA, COMMIT or TRIM can land, and
+  // refuses every connection until thaw(). Returns once the progress thread has done so, or
+  // kTimedOut after `limit` (the caller must not rely on the mirror then).
+  Status freeze(std::chrono::milliseconds limit);
+  void thaw();
   MirrorReceiverStats stats() const;
 
  private:
@@ -87,6 +96,11 @@ class MirrorReceiver {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> min_epoch_{0};
+  std::mutex freeze_mu_;
+  std::condition_variable freeze_cv_;
+  bool frozen_ = false;          // GUARDED_BY(freeze_mu_): asked for by freeze(), until thaw()
+  uint64_t freeze_asked_ = 0;    // GUARDED_BY(freeze_mu_): freeze() calls so far
+  uint64_t freeze_done_ = 0;     // GUARDED_BY(freeze_mu_): the progress thread has acted on these
 
   mutable std::mutex mu_;      // guards stats_ and header_ (written by the progress thread)
   MirrorReceiverStats stats_;

@@ -31,6 +31,10 @@ MirrorSender::MirrorSender(nvcache::Log& log, MirrorSenderOptions options)
   epoch_.store(options_.epoch);
   filled_ = log_.filled_point();
   mirrored_pos_ = filled_.pos;  // what is in the log now was recovered and destaged, or is ours to ship
+  if (options_.outdated_at_start) {
+    mark_ = Mark::kMarked;           // whatever the log holds may be missing from the mirror
+    unmirrored_upto_ = filled_.pos;
+  }
   policy_ = [limit = options_.mirror_wait](milliseconds waited) { return waited >= limit; };
 }
 
@@ -105,7 +109,7 @@ void MirrorSender::send_locked(const Message& m) {
 }
 
 void MirrorSender::send_trim_locked(const nvcache::RingHeader& header) {
-  send_locked(Trim{header.trim_lsn, header.trim_pos, header.trim_session});
+  send_locked(Trim{header.trim_lsn, header.trim_pos, header.trim_session, epoch_.load()});
   told_trim_pos_ = std::max(told_trim_pos_, header.trim_pos);
 }
 
@@ -145,7 +149,7 @@ void MirrorSender::ship_locked() {
       return;
     }
     const uint64_t to = ship_pos_ + len;
-    send_locked(Commit{ship_pos_, to, to == filled_.pos ? filled_.lsn - 1 : 0});
+    send_locked(Commit{ship_pos_, to, to == filled_.pos ? filled_.lsn - 1 : 0, epoch_.load()});
     commit_times_.emplace_back(to, Clock::now());
     ship_pos_ = to;
     counters_.bytes_shipped += len;
@@ -154,13 +158,18 @@ void MirrorSender::ship_locked() {
 
 Status MirrorSender::wait_mirrored(uint64_t end_pos) {
   std::unique_lock lock(mu_);
-  if (mirrored_pos_ >= end_pos || degraded_) return Status::ok();
   const auto start = Clock::now();
   for (;;) {
+    if (mirrored_pos_ >= end_pos) return Status::ok();
+    if (stop_) return Status::error(Code::kAborted, "mirror stopped");
+    if (degraded_) {
+      Status s = ack_without_mirror_locked(lock, end_pos);
+      if (s.code() != Code::kInProgress) return s;
+      continue;
+    }
     mirrored_cv_.wait_for(lock, milliseconds(50),
                           [&] { return mirrored_pos_ >= end_pos || degraded_ || stop_; });
-    if (mirrored_pos_ >= end_pos || degraded_) return Status::ok();
-    if (stop_) return Status::error(Code::kAborted, "mirror stopped");
+    if (mirrored_pos_ >= end_pos || degraded_ || stop_) continue;
     const auto waited = duration_cast<milliseconds>(Clock::now() - start);
     if (policy_(waited)) {
       degraded_ = true;
@@ -169,9 +178,59 @@ Status MirrorSender::wait_mirrored(uint64_t end_pos) {
                            options_.partner_node_id, static_cast<long long>(waited.count()),
                            mirror_state_name(state_));
       mirrored_cv_.notify_all();
-      return Status::ok();
     }
   }
+}
+
+Status MirrorSender::ack_without_mirror_locked(std::unique_lock<std::mutex>& lock, uint64_t end_pos) {
+  if (!options_.mark_outdated || mark_ == Mark::kMarked) {
+    unmirrored_upto_ = std::max(unmirrored_upto_, end_pos);
+    return Status::ok();
+  }
+  if (mark_ != Mark::kClean) {  // another writer marks, or the progress thread clears: wait
+    mirrored_cv_.wait_for(lock, milliseconds(50));
+    return Status::error(Code::kInProgress, "outdated mark being written");
+  }
+  mark_ = Mark::kMarking;
+  const uint64_t from = mirrored_pos_;
+  const uint64_t lag = filled_.pos > mirrored_pos_ ? filled_.pos - mirrored_pos_ : 0;
+  lock.unlock();
+  Status s = options_.mark_outdated(from, lag);
+  lock.lock();
+  mark_ = s.is_ok() ? Mark::kMarked : Mark::kClean;
+  mirrored_cv_.notify_all();
+  if (s.is_ok()) {
+    options_.logger.warn("marked node %u's mirror of this NV log outdated from position %llu (%llu "
+                         "bytes it lacks now): it cannot take over from it until a resync",
+                         options_.partner_node_id, static_cast<unsigned long long>(from),
+                         static_cast<unsigned long long>(lag));
+  } else {
+    // Not acknowledged until the mark is durable: the writes wait, the mark is tried again.
+    if (counters_.last_error != s.to_string())
+      options_.logger.error("cannot mark the partner's mirror outdated (writes wait): %s",
+                            s.to_string().c_str());
+    counters_.last_error = s.to_string();
+    mirrored_cv_.wait_for(lock, milliseconds(100), [&] { return stop_; });
+  }
+  return Status::error(Code::kInProgress, "outdated mark written");
+}
+
+void MirrorSender::maybe_clear_outdated() {
+  std::unique_lock lock(mu_);
+  if (mark_ != Mark::kMarked || !options_.clear_outdated || degraded_ || !conn_ ||
+      state_ != MirrorState::kMirroring || conn_acked_pos_ < unmirrored_upto_)
+    return;
+  mark_ = Mark::kClearing;
+  lock.unlock();
+  Status s = options_.clear_outdated();
+  lock.lock();
+  mark_ = s.is_ok() ? Mark::kClean : Mark::kMarked;
+  mirrored_cv_.notify_all();
+  if (s.is_ok())
+    options_.logger.info("node %u's mirror of this NV log has caught up: the outdated mark is cleared",
+                         options_.partner_node_id);
+  else
+    options_.logger.warn("cannot clear the outdated mark (tried again): %s", s.to_string().c_str());
 }
 
 void MirrorSender::trimmed(const nvcache::RingHeader& header) {
@@ -345,6 +404,7 @@ bool MirrorSender::connect_and_handshake() {
 
 void MirrorSender::run() {
   for (;;) {
+    maybe_clear_outdated();
     std::shared_ptr<Transport> c;
     bool awaiting_ack = false;
     {
@@ -410,6 +470,7 @@ MirrorStats MirrorSender::stats() const {
   MirrorStats s = counters_;
   s.state = state_;
   s.degraded = degraded_;
+  s.outdated_marked = mark_ == Mark::kMarked || mark_ == Mark::kClearing;
   s.filled_pos = filled_.pos;
   s.mirrored_pos = mirrored_pos_;
   s.lag_bytes = filled_.pos > mirrored_pos_ ? filled_.pos - mirrored_pos_ : 0;

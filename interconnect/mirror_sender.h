@@ -59,6 +59,15 @@ struct MirrorSenderOptions {
   std::chrono::milliseconds mirror_wait{3000};  // a write waits this long before the policy is asked
   std::chrono::microseconds ack_spin{200};      // busy-poll this long while an ACK is due
   FaultRegistry* faults = nullptr;
+  // Invariant I7 (docs/membership.md, "The outdated mirror"). Called before the first write the
+  // partner's mirror lacks is acknowledged, with the first ring position it may lack and the
+  // lag; it must return OK only once that is durable on the shared medium. While it fails, the
+  // writes wait (and it is retried). Null: no membership, nothing to mark.
+  std::function<Status(uint64_t from_pos, uint64_t lag_bytes)> mark_outdated;
+  // Called once the partner's mirror holds every byte acknowledged without it (the resync has
+  // caught up); OK once the mark is cleared on the medium.
+  std::function<Status()> clear_outdated;
+  bool outdated_at_start = false;  // an earlier life left the mark set: cleared after a resync
 };
 
 enum class MirrorState { kDisconnected, kConnecting, kResyncing, kMirroring };
@@ -82,6 +91,7 @@ struct MirrorStats {
   int64_t ms_since_heard = -1;
   uint64_t connects = 0;
   uint64_t bytes_shipped = 0;
+  bool outdated_marked = false;   // the partner's mirror is marked outdated on the medium (I7)
   std::string last_error;
 };
 
@@ -125,6 +135,10 @@ class MirrorSender : public nvcache::Replicator {
   void send_locked(const Message& m);         // requires mu_
   void send_trim_locked(const nvcache::RingHeader& header);  // requires mu_
   void handle(const std::vector<std::byte>& bytes);
+  // A write at end_pos is to be acknowledged without the mirror (degraded): OK once the mirror
+  // is marked outdated (I7); kInProgress to look again (the lock was released meanwhile).
+  Status ack_without_mirror_locked(std::unique_lock<std::mutex>& lock, uint64_t end_pos);
+  void maybe_clear_outdated();  // progress thread; takes mu_ itself
 
   nvcache::Log& log_;
   const MirrorSenderOptions options_;
@@ -154,6 +168,10 @@ class MirrorSender : public nvcache::Replicator {
   std::chrono::steady_clock::time_point resync_started_{}, resync_ended_{};
   std::atomic<bool> degraded_{false};  // written under mu_; read without it by degraded()
   std::atomic<uint64_t> epoch_;
+  // The outdated mark (I7): kMarking and kClearing are writes under way with mu_ released.
+  enum class Mark { kClean, kMarking, kMarked, kClearing };
+  Mark mark_ = Mark::kClean;
+  uint64_t unmirrored_upto_ = 0;   // the end of the newest write acknowledged without the mirror
   bool trim_dirty_ = false;
   uint64_t told_trim_pos_ = 0;     // the newest trim position sent to the mirror on this connection
   nvcache::RingHeader trim_header_;

@@ -65,9 +65,9 @@ constexpr size_t body_size(MsgType t) {
     case MsgType::kAuth: return 4 + 8 + 8 + 8 + 4 + 4 + 8 + 8 + kNonceBytes + kMacBytes;
     case MsgType::kAccept: return 16 + kMacBytes;
     case MsgType::kRefuse: return 4 + kReasonBytes;
-    case MsgType::kCommit: return 24;
+    case MsgType::kCommit: return 32;
     case MsgType::kAck: return 16;
-    case MsgType::kTrim: return 20;
+    case MsgType::kTrim: return 28;
     case MsgType::kHeartbeat: return 16;
   }
   return 0;
@@ -144,11 +144,11 @@ std::vector<std::byte> encode(const Message& m, uint32_t seq) {
         } else if constexpr (std::is_same_v<T, Refuse>) {
           w.put(static_cast<uint32_t>(b.reason)); w.put_text(b.text, kReasonBytes);
         } else if constexpr (std::is_same_v<T, Commit>) {
-          w.put(b.from_pos); w.put(b.to_pos); w.put(b.upto_lsn);
+          w.put(b.from_pos); w.put(b.to_pos); w.put(b.upto_lsn); w.put(b.epoch);
         } else if constexpr (std::is_same_v<T, Ack>) {
           w.put(b.acked_lsn); w.put(b.acked_pos);
         } else if constexpr (std::is_same_v<T, Trim>) {
-          w.put(b.trim_lsn); w.put(b.trim_pos); w.put(b.trim_session);
+          w.put(b.trim_lsn); w.put(b.trim_pos); w.put(b.trim_session); w.put(b.epoch);
         } else {
           w.put(b.seq); w.put(b.sent_us);
         }
@@ -211,6 +211,7 @@ Result<Message> decode(std::span<const std::byte> bytes) {
     case MsgType::kCommit: {
       Commit m;
       m.from_pos = r.get<uint64_t>(); m.to_pos = r.get<uint64_t>(); m.upto_lsn = r.get<uint64_t>();
+      m.epoch = r.get<uint64_t>();
       return Message(m);
     }
     case MsgType::kAck: {
@@ -221,6 +222,7 @@ Result<Message> decode(std::span<const std::byte> bytes) {
     case MsgType::kTrim: {
       Trim m;
       m.trim_lsn = r.get<uint64_t>(); m.trim_pos = r.get<uint64_t>(); m.trim_session = r.get<uint32_t>();
+      m.epoch = r.get<uint64_t>();
       return Message(m);
     }
     case MsgType::kHeartbeat: {

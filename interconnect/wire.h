@@ -20,7 +20,7 @@
 namespace hafs::interconnect {
 
 inline constexpr uint32_t kWireMagic = 0x574D4148u;  // "HAMW" as LE bytes
-inline constexpr uint16_t kWireVersion = 2;  // 2: the mirror region is offered in ACCEPT
+inline constexpr uint16_t kWireVersion = 3;  // 3: COMMIT and TRIM carry the epoch
 inline constexpr size_t kHeaderBytes = 24;
 inline constexpr size_t kNonceBytes = 16;
 inline constexpr size_t kMacBytes = 32;               // HMAC-SHA256
@@ -83,6 +83,7 @@ struct Commit {
   uint64_t from_pos = 0;  // logical ring positions; the bytes may end inside a record
   uint64_t to_pos = 0;
   uint64_t upto_lsn = 0;  // the last record ending at or before to_pos, when known (else 0)
+  uint64_t epoch = 0;     // the sender's membership epoch now: one below the receiver's is refused
 };
 
 struct Ack {
@@ -94,6 +95,7 @@ struct Trim {
   uint64_t trim_lsn = 0;
   uint64_t trim_pos = 0;
   uint32_t trim_session = 0;
+  uint64_t epoch = 0;     // as in COMMIT: a node that has not learned a takeover trims nothing
 };
 
 struct Heartbeat {

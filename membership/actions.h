@@ -21,6 +21,22 @@ struct Observation {
   // Nothing waits to be resynced in either direction: the mirrors have caught up and
   // mirroring is synchronous again. Read only while the interconnect is alive.
   bool mirror_in_sync = true;
+  // This node has marked its partner's mirror of its NV log outdated (it acknowledged writes the
+  // mirror lacks, I7). Without the mark every acknowledged record of ours is in that mirror, so
+  // what a new owner's replay did not read was never acknowledged and may be dropped.
+  bool own_mirror_outdated = false;
+};
+
+// What a takeover applies besides this node's own staged records of the volume.
+struct TakeoverPlan {
+  // Apply the records of this node's NV log (its mirror here) — none when kNoNode — ...
+  NodeId replay_node = kNoNode;
+  // ... of the volume with exactly this epoch: the partner's ownership the claim replaced.
+  // Records of an earlier epoch were applied before (by the partner when it re-claimed, or by an
+  // earlier takeover) and re-applying them could roll back newer writes (I8).
+  uint64_t replay_epoch = 0;
+  // An operator accepted the loss: a damaged mirror is applied up to the damage.
+  bool accept_damage = false;
 };
 
 // Called on the thread that calls Monitor::tick, from inside tick. An implementation must not
@@ -42,7 +58,18 @@ class Actions {
   // It must not hold the tick thread for long (the Monitor renews leases on it): work that takes
   // longer runs in the background and the call returns kInProgress; the Monitor renews the lease
   // and calls again next tick, until OK or an error.
-  virtual Status take_over(VolumeId volume, uint64_t epoch) = 0;
+  // `plan` says which of the partner's mirrored records to apply; on OK, `*replay_next_lsn`
+  // receives the LSN below which the replay read the partner's ring (0 without a replay): the
+  // ownership record keeps it, and the partner discards only its records below it.
+  virtual Status take_over(VolumeId volume, uint64_t epoch, const TakeoverPlan& plan,
+                           uint64_t* replay_next_lsn) = 0;
+
+  // Before a claim on a volume whose takeover replays the partner's mirror (I8): stop the
+  // partner's mirror from changing — drop the partner's mirror connection and refuse it — and
+  // return OK only once nothing the partner sends can land. thaw_partner_mirror() lets it
+  // connect again; the Monitor calls it once no replay needs the mirror.
+  virtual Status freeze_partner_mirror() = 0;
+  virtual void thaw_partner_mirror() = 0;
 
   // Serve `volume`: accept operations, stamp records and mirror messages with `epoch`, destage.
   // Only ever called after take_over(volume, epoch) returned OK.
@@ -56,8 +83,10 @@ class Actions {
   virtual Status release(VolumeId volume) = 0;
 
   // This node no longer owns `volume` and must never destage its own staged records of it:
-  // drop them (the new owner replayed the acknowledged ones from its mirror).
-  virtual void discard(VolumeId volume) = 0;
+  // drop those below `below_lsn` (the new owner replayed them from its mirror; UINT64_MAX: all).
+  // Records at or above it are kept, undestaged: the new owner never saw them (I7). Returns how
+  // many staged extents of the volume remain. Called again when the bound rises.
+  virtual uint64_t discard(VolumeId volume, uint64_t below_lsn) = 0;
 
   // true: acknowledge without waiting for the partner's mirror (partner down, interconnect cut);
   // what is written meanwhile is what the resync ships later. false: synchronous mirroring again.

@@ -1,8 +1,10 @@
 // Clock: the monotonic time seam of membership. Leases, silence limits and settle times are all
 // measured on the local monotonic clock; nodes never compare their clocks (no clock sync).
-// SteadyClock is the real one; SimClock is advanced by tests and may run fast or slow (rate_ppm)
+// SteadyClock is the real one (CLOCK_BOOTTIME); SimClock is advanced by tests and may run fast or slow (rate_ppm)
 // to model two nodes whose clocks drift apart.
 #pragma once
+
+#include <time.h>
 
 #include <chrono>
 #include <cstdint>
@@ -20,11 +22,15 @@ class Clock {
   virtual Millis now() const = 0;
 };
 
+// CLOCK_BOOTTIME, not CLOCK_MONOTONIC: the monotonic clock stops while a machine (a VM) is
+// suspended, so a resumed holder would believe a lease valid that ran out long ago on its
+// partner's clock. The boot-time clock counts the suspension.
 class SteadyClock final : public Clock {
  public:
   Millis now() const override {
-    return std::chrono::duration_cast<Millis>(
-        std::chrono::steady_clock::now().time_since_epoch());
+    timespec ts{};
+    ::clock_gettime(CLOCK_BOOTTIME, &ts);
+    return Millis(int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000);
   }
 };
 

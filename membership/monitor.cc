@@ -1,6 +1,7 @@
 // Monitor, node level: configuration, the tick loop, the disk heartbeat, the node-state
 // machine and giveback. The per-volume rules are in monitor_volume.cc.
 #include "membership/monitor.h"
+#include "membership/mirror_mark.h"
 
 #include <algorithm>
 #include <cinttypes>
@@ -100,12 +101,23 @@ void Monitor::tick(const Observation& obs) {
     if (disk_.read(heartbeat_record_name(config_.node_id), own).is_ok()) {
       if (auto hb = decode_heartbeat(own); hb.is_ok()) hb_counter_ = hb->counter;
     }
+    // Two beats of a live twin at least, before we write anything of our own.
+    identity_checked_at_ = now_ + Millis(2 * config_.tick_ms + config_.margin_ms);
     log_.info("membership starting: node %u, partner %u, %zu volumes, lease %u ms, incarnation "
-              "%016" PRIx64, config_.node_id, config_.partner_id, vols_.size(), config_.lease_ms,
-              config_.incarnation);
+              "%016" PRIx64 ", cluster %016" PRIx64, config_.node_id, config_.partner_id,
+              vols_.size(), config_.lease_ms, config_.incarnation, config_.cluster_id);
   }
   interconnect_alive_ = obs.interconnect_alive;
+  own_mirror_outdated_ = obs.own_mirror_outdated;
   fence_expired_leases();  // before any I/O: a node that froze and woke fences first
+  // A second process with our identity: nothing more is decided or written, ever.
+  if (!identity_conflict_.empty() || !check_identity() || now_ < identity_checked_at_) {
+    next_tick_at_ = clock_.now() + Millis(config_.tick_ms);
+    if (!identity_conflict_.empty()) next_tick_at_ = clock_.now() + Millis(config_.lease_ms);
+    else if (now_ < identity_checked_at_) next_tick_at_ = std::min(next_tick_at_, identity_checked_at_);
+    publish();
+    return;
+  }
   drain_requests();
   beat_and_watch_partner();
   for (auto& v : vols_) step_volume(v);
@@ -113,6 +125,7 @@ void Monitor::tick(const Observation& obs) {
   step_node_state(obs);
   if (state_ == NodeState::kGiveback) step_giveback();
   else settle_releases();
+  thaw_mirror_if_unneeded();
 
   now_ = clock_.now();
   next_tick_at_ = now_ + Millis(config_.tick_ms);
@@ -222,6 +235,7 @@ void Monitor::beat_and_watch_partner() {
   hb.counter = ++hb_counter_;
   hb.incarnation = config_.incarnation;
   hb.state = static_cast<uint32_t>(state_);
+  hb.cluster_id = config_.cluster_id;
   RecordBlock block{};
   encode_heartbeat(hb, block);
   if (Status s = disk_.write(heartbeat_record_name(config_.node_id), block); !s.is_ok())
@@ -246,13 +260,59 @@ void Monitor::beat_and_watch_partner() {
     log_.info("partner %u disk heartbeat %s", config_.partner_id, alive ? "moves again" : "silent");
   partner_disk_alive_ = alive;
   partner_silent_ = !interconnect_alive_ && !partner_disk_alive_;
+
+  // The partner's mark of its NV log's mirror (ours of it), for status; a claim reads it anew.
+  if (auto mark = read_mirror_mark(disk_, config_.partner_id); mark.is_ok()) {
+    const bool outdated = *mark && (*mark)->outdated;
+    if (outdated != partner_mirror_outdated_)
+      log_.info("partner %u %s its NV log's mirror here", config_.partner_id,
+                outdated ? "marked as outdated" : "cleared the outdated mark of");
+    partner_mirror_outdated_ = outdated;
+    partner_mirror_lag_bytes_ = outdated ? (*mark)->lag_bytes : 0;
+  }
+}
+
+// Our heartbeat record changes only by our own writes. A valid record of our id with another
+// incarnation that changes between two reads is a second process with our identity (a node
+// started twice, or two machines configured alike): it and we would claim the same volumes and
+// interleave two logs. Both stop acting; we report it and the composition root stops the node.
+bool Monitor::check_identity() {
+  RecordBlock own{};
+  if (!disk_.read(heartbeat_record_name(config_.node_id), own).is_ok()) return true;
+  auto hb = decode_heartbeat(own);
+  if (!hb.is_ok() || hb->node_id != config_.node_id || hb->incarnation == config_.incarnation)
+    return true;
+  if (own_hb_known_ && own != own_hb_foreign_) {
+    identity_conflict_ = "another process beats as node " + std::to_string(config_.node_id) +
+                         " (incarnation " + std::to_string(hb->incarnation) + ", ours " +
+                         std::to_string(config_.incarnation) + "): this node stops";
+    log_.error("%s", identity_conflict_.c_str());
+    for (auto& v : vols_) {
+      if (holds(v)) self_fence(v, "a second process has this node's identity");
+      else if (v.state == VolumeState::kClaiming)
+        set_volume_state(v, VolumeState::kFenced, "a second process has this node's identity");
+    }
+    return false;
+  }
+  own_hb_known_ = true;
+  own_hb_foreign_ = own;
+  return true;
 }
 
 void Monitor::drain_requests() {
-  std::vector<VolumeId> requests;
+  std::vector<VolumeId> requests, accept_loss;
   {
     std::lock_guard lock(mu_);
     requests.swap(requests_);
+    accept_loss.swap(accept_loss_requests_);
+  }
+  for (VolumeId id : accept_loss) {
+    for (auto& v : vols_) {
+      if (v.id != id) continue;
+      v.accept_loss = true;
+      log_.warn("volume %u: an operator accepts losing what the partner's mirror lacks: it may be "
+                "taken over from an outdated or damaged mirror", id);
+    }
   }
   for (VolumeId id : requests) {
     for (auto& v : vols_) {
@@ -327,6 +387,18 @@ Status Monitor::request_giveback(VolumeId volume) {
   return Status::ok();
 }
 
+Status Monitor::request_accept_loss(VolumeId volume) {
+  auto vc = volume_config(volume);
+  if (!vc) return vc.status();
+  if ((*vc)->home == config_.node_id)
+    return Status::error(Code::kInvalidArgument,
+                         "volume " + std::to_string(volume) +
+                             " is at home on this node: its NV log is here, nothing to accept");
+  std::lock_guard lock(mu_);
+  accept_loss_requests_.push_back(volume);
+  return Status::ok();
+}
+
 Status Monitor::request_handover(VolumeId volume) {
   if (auto vc = volume_config(volume); !vc) return vc.status();
   std::lock_guard lock(mu_);
@@ -362,6 +434,15 @@ uint64_t highest_epoch(const MonitorStatus& status) {
   return e;
 }
 
+uint64_t highest_epoch_held(const MonitorStatus& status) {
+  uint64_t e = 0;
+  for (const auto& v : status.volumes)
+    if (v.state == VolumeState::kServing || v.state == VolumeState::kTakingOver ||
+        v.state == VolumeState::kClaiming)
+      e = std::max(e, v.epoch);
+  return e;
+}
+
 bool Monitor::may_destage(VolumeId volume, uint64_t epoch, Millis now) const {
   const auto v = held_view(volume, epoch, now);
   return v && (v->state == VolumeState::kServing || v->state == VolumeState::kTakingOver);
@@ -374,6 +455,10 @@ void Monitor::publish() {
   s.partner_disk_alive = partner_disk_alive_;
   s.interconnect_alive = interconnect_alive_;
   s.transitions = transitions_;
+  s.partner_mirror_outdated = partner_mirror_outdated_;
+  s.partner_mirror_lag_bytes = partner_mirror_lag_bytes_;
+  s.mirror_frozen = mirror_frozen_;
+  s.identity_conflict = identity_conflict_;
   s.volumes.reserve(vols_.size());
   for (const auto& v : vols_) {
     VolumeView view;
@@ -382,6 +467,9 @@ void Monitor::publish() {
     view.state = v.state;
     view.giveback_requested = v.giveback_requested;
     view.releasing = v.releasing;
+    view.replay_pending = v.replay.pending && (holds(v) || v.state == VolumeState::kClaiming);
+    view.blocked = v.blocked;
+    view.kept_extents = v.kept_extents;
     if (holds(v)) {
       view.owner = config_.node_id;
       view.epoch = v.epoch;

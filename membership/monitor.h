@@ -72,6 +72,7 @@ struct MonitorConfig {
   NodeId partner_id = kNoNode;
   std::vector<VolumeConfig> volumes;  // every volume of the pair, the same list on both nodes
   uint64_t incarnation = 0;           // random, drawn by the caller at each process start
+  uint64_t cluster_id = 0;            // the pair's id: records of another cluster are refused
 
   uint32_t lease_ms = 2000;     // a holder's lease: renewals keep it; it fences without one
   uint32_t margin_ms = 250;     // holder: lease ends lease - margin after a renewal began;
@@ -99,6 +100,11 @@ struct VolumeView {
   Millis lease_valid_until{0};  // our lease (local clock), while we hold it
   bool giveback_requested = false;
   bool releasing = false;       // held, but a giveback's release is destaging it: not served
+  bool replay_pending = false;  // held or claimed: the partner's records are still to be applied
+  // Why this node does not take the volume over although the rules would let it (an outdated
+  // partner mirror, damage), or keeps records of it; empty otherwise.
+  std::string blocked;
+  uint64_t kept_extents = 0;    // staged extents of ours the new owner did not replay (kept)
 };
 
 struct MonitorStatus {
@@ -107,12 +113,22 @@ struct MonitorStatus {
   bool partner_disk_alive = true;     // the partner's heartbeat record moved recently
   bool interconnect_alive = false;    // from the last Observation
   uint64_t transitions = 0;           // node-state transitions so far
+  // The partner's mark of its own NV log's mirror (ours of it) as last read (I7).
+  bool partner_mirror_outdated = false;
+  uint64_t partner_mirror_lag_bytes = 0;  // unmirrored bytes when the partner marked it
+  bool mirror_frozen = false;         // the partner's mirror is frozen for a takeover's replay
+  // Another process beats with this node's id: everything is fenced and nothing is done any
+  // more; the composition root stops the node. Empty while there is none.
+  std::string identity_conflict;
   std::vector<VolumeView> volumes;
 };
 
 // The newest epoch of any volume in `status`: the pair's epoch the interconnect handshake
 // presents and requires (a node that has not yet learned a takeover is refused as stale).
 uint64_t highest_epoch(const MonitorStatus& status);
+// The newest epoch of a volume this node holds or claims (0: none): the receiver refuses a
+// partner's COMMIT or TRIM below it (docs/wire-protocol.md).
+uint64_t highest_epoch_held(const MonitorStatus& status);
 
 class Monitor {
  public:
@@ -139,6 +155,12 @@ class Monitor {
   // giveback, once NORMAL. The partner does not give it back automatically. kNotFound for an
   // unknown volume.
   Status request_handover(VolumeId volume);
+  // An operator accepts losing what the partner's mirror lacks (`hafsctl takeover --accept-loss`):
+  // `volume` may be taken over although the partner marked its mirror outdated, or although the
+  // mirror is damaged (the records before the damage are applied). Still only once the
+  // partner's lease has surely expired. kNotFound for an unknown volume, kInvalidArgument for a
+  // volume whose home is this node.
+  Status request_accept_loss(VolumeId volume);
 
   NodeState state() const;
   MonitorStatus status() const;
@@ -153,6 +175,13 @@ class Monitor {
 
  private:
   enum class ReadKind : uint8_t { kValid, kMissing, kCorrupt, kError };
+  // The replay fields of an ownership record (records.h, kOwnFlagReplayPending).
+  struct ReplayFields {
+    bool pending = false;
+    NodeId node = kNoNode;
+    uint64_t epoch = 0;
+    uint64_t next_lsn = 0;
+  };
   struct Read {
     ReadKind kind = ReadKind::kError;
     OwnershipRecord rec;  // kValid only
@@ -172,6 +201,11 @@ class Monitor {
     bool giveback_requested = false;
     bool releasing = false;        // release() answered kInProgress: not served, still held
     bool planned = false;          // received by a planned hand-over: no automatic giveback
+    ReplayFields replay;           // of the record we hold or claim (written with it)
+    bool accept_loss = false;      // an operator allows a takeover from an outdated mirror
+    std::string blocked;           // why we do not take it over now (status); empty: nothing
+    uint64_t discarded_below = 0;  // the LSN bound of our last discard of it (0: none yet)
+    uint64_t kept_extents = 0;     // what that discard kept (records the owner did not replay)
     // claim (kClaiming)
     bool claim_has_base = false;
     OwnershipRecord claim_base;    // the valid record we claimed over (none: it was missing)
@@ -223,6 +257,16 @@ class Monitor {
   void write_claim(Vol& v, const Read& r);
   void abandon_claim(Vol& v, const Read& r, const char* why);
   void accept_handover(Vol& v, const Read& r);
+  // Before a claim: the replay the claim carries over `base` (the record it replaces, null when
+  // none), the partner's outdated-mirror mark, and the mirror freeze. False: do not claim now
+  // (v.blocked says why when it is not a passing I/O error).
+  bool prepare_claim(Vol& v, const OwnershipRecord* base);
+  ReplayFields replay_after(const Vol& v, const OwnershipRecord* base) const;
+  void discard_stale(Vol& v, const OwnershipRecord& owner_record);
+  void drop_kept(Vol& v, const char* why);
+  bool needs_frozen_mirror(const Vol& v) const;
+  void thaw_mirror_if_unneeded();
+  bool check_identity();
   void write_handover(Vol& v);
   bool renew(Vol& v);
   void try_take_over(Vol& v);
@@ -248,8 +292,18 @@ class Monitor {
   bool first_tick_ = true;
   bool degraded_ = false;
   bool interconnect_alive_ = false;
+  bool own_mirror_outdated_ = false;  // from the last Observation
   bool partner_disk_alive_ = true;
   bool partner_silent_ = false;     // interconnect dead and disk heartbeat still
+  bool partner_mirror_outdated_ = false;
+  uint64_t partner_mirror_lag_bytes_ = 0;
+  bool mirror_frozen_ = false;      // freeze_partner_mirror() succeeded, thaw not yet called
+  // Identity (a second process with our node id): our own heartbeat record must only ever
+  // change by our writes. During the first identity_check_ms we only watch it.
+  Millis identity_checked_at_{0};   // the end of the start-up watch
+  bool own_hb_known_ = false;
+  RecordBlock own_hb_foreign_{};    // the last record of ours seen with another incarnation
+  std::string identity_conflict_;
   uint64_t hb_counter_ = 0;
   bool partner_hb_seen_ = false;
   RecordBlock partner_hb_last_{};   // raw bytes: a change of any kind is a sign of life
@@ -261,6 +315,7 @@ class Monitor {
   mutable std::mutex mu_;                  // guards snapshot_, requests_; leaf lock
   MonitorStatus snapshot_;
   std::vector<VolumeId> requests_;         // giveback requests not yet seen by tick
+  std::vector<VolumeId> accept_loss_requests_;  // request_accept_loss, not yet seen by tick
 };
 
 }  // namespace hafs::membership

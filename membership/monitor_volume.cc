@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 
+#include "membership/mirror_mark.h"
 #include "membership/monitor.h"
 
 namespace hafs::membership {
@@ -26,6 +27,11 @@ OwnershipRecord Monitor::own_record(const Vol& v, uint64_t counter) const {
   rec.epoch = v.epoch;
   rec.renew_counter = counter;
   rec.lease_ms = config_.lease_ms;
+  rec.cluster_id = config_.cluster_id;
+  rec.flags = v.replay.pending ? kOwnFlagReplayPending : 0;
+  rec.replay_node = v.replay.node;
+  rec.replay_epoch = v.replay.epoch;
+  rec.replay_next_lsn = v.replay.next_lsn;
   return rec;
 }
 
@@ -54,6 +60,17 @@ Monitor::Read Monitor::read_record(Vol& v) {
   if (!rec.is_ok()) {
     if (v.seen_kind != ReadKind::kCorrupt)
       log_.warn("volume %u: %s", v.id, rec.status().to_string().c_str());
+    r.kind = ReadKind::kCorrupt;
+    return r;
+  }
+  // A record of another pair (two pairs pointed at one membership directory by mistake) is
+  // never ours to take, renew or trust: as good as corrupt, and said loudly.
+  if (rec->cluster_id != config_.cluster_id) {
+    if (v.seen_kind != ReadKind::kCorrupt)
+      log_.error("volume %u: ownership record of another cluster (%016" PRIx64 ", ours %016" PRIx64
+                 "): is membership.dir shared by two pairs?",
+                 v.id, rec->cluster_id, config_.cluster_id);
+    v.blocked = "its ownership record belongs to another cluster";
     r.kind = ReadKind::kCorrupt;
     return r;
   }
@@ -100,8 +117,9 @@ void Monitor::lose_volume(Vol& v, const Read& r, const char* why) {
   v.releasing = false;
   log_.warn("volume %u: lost at epoch %" PRIu64 " (record: owner %u epoch %" PRIu64 "): %s",
             v.id, v.epoch, r.rec.owner, r.rec.epoch, why);
-  actions_.discard(v.id);  // never destage our stale records of it
-  v.discard_pending = false;
+  v.discard_pending = true;
+  v.replay = {};
+  discard_stale(v, r.rec);  // never destage our stale records of it
   v.giveback_requested = false;
   v.planned = false;
   classify(v, r, why);
@@ -163,14 +181,31 @@ bool Monitor::renew(Vol& v) {
 void Monitor::try_take_over(Vol& v) {
   if (!v.replayed) {
     publish();  // the replay's destage batches check may_destage(), which reads the snapshot
-    Status s = actions_.take_over(v.id, v.epoch);
+    TakeoverPlan plan;
+    if (v.replay.pending) {
+      plan.replay_node = v.replay.node;
+      plan.replay_epoch = v.replay.epoch;
+      plan.accept_damage = v.accept_loss;
+    }
+    uint64_t next_lsn = 0;
+    Status s = actions_.take_over(v.id, v.epoch, plan, &next_lsn);
     if (s.code() == Code::kInProgress) return;  // replaying in the background: renew, ask again
     if (!s.is_ok()) {
       log_.warn("volume %u: take_over at epoch %" PRIu64 " failed (retried next tick): %s", v.id,
                 v.epoch, s.to_string().c_str());
+      v.blocked = "take-over failed: " + s.to_string();
       return;
     }
+    v.blocked.clear();
     v.replayed = true;
+    if (v.replay.pending) {
+      // I8: the record says the replay is done (and how far it read) before anything new is
+      // accepted, so no later takeover applies these records again over newer writes.
+      v.replay.pending = false;
+      v.replay.next_lsn = next_lsn;
+      v.accept_loss = false;
+      if (!renew(v)) return;  // fenced: the re-claim replays again (nobody was served)
+    }
   }
   if (clock_.now() >= v.lease_valid_until) return;  // serve after the next renewal
   actions_.serve(v.id, v.epoch);
@@ -209,7 +244,67 @@ void Monitor::step_claiming(Vol& v, const Read& r) {
   abandon_claim(v, r, "the record changed under the claim");
 }
 
+Monitor::ReplayFields Monitor::replay_after(const Vol& v, const OwnershipRecord* base) const {
+  (void)v;
+  ReplayFields f;
+  if (!base) return f;
+  if (base->owner == config_.partner_id) {
+    // Over the partner's ownership: its records of this epoch are in our mirror of its log.
+    f.pending = true;
+    f.node = config_.partner_id;
+    f.epoch = base->epoch;
+  } else if (base->owner == config_.node_id) {
+    // Over our own (an earlier life, a self-fence): what that record said, a pending replay too.
+    f.pending = base->replay_pending();
+    f.node = base->replay_node;
+    f.epoch = base->replay_epoch;
+    f.next_lsn = base->replay_next_lsn;
+  }
+  return f;
+}
+
+bool Monitor::prepare_claim(Vol& v, const OwnershipRecord* base) {
+  const ReplayFields plan = replay_after(v, base);
+  if (plan.pending && plan.node == config_.partner_id) {
+    // I7: never from a mirror its owner marked outdated, unless an operator accepted the loss.
+    auto mark = read_mirror_mark(disk_, config_.partner_id);
+    if (!mark) {
+      v.blocked = "cannot read the partner's outdated-mirror mark: " + mark.status().to_string();
+      return false;
+    }
+    if (*mark && (*mark)->outdated && !v.accept_loss) {
+      const std::string why =
+          "node " + std::to_string(config_.partner_id) +
+          " marked our mirror of its NV log outdated (it acknowledged writes the mirror lacks; " +
+          std::to_string((*mark)->lag_bytes) + " bytes unmirrored when marked): not taking over; "
+          "waiting for node " + std::to_string(config_.partner_id) +
+          " to return, or `hafsctl takeover --accept-loss VOLUME` accepts losing them";
+      if (v.blocked != why) log_.error("volume %u: %s", v.id, why.c_str());
+      v.blocked = why;
+      return false;
+    }
+    // I8: freeze the mirror before the claim is written: once the partner could learn of the
+    // claim, nothing it does (a discard and its trim, a resync) may change what we replay.
+    if (!mirror_frozen_) {
+      if (Status s = actions_.freeze_partner_mirror(); !s.is_ok()) {
+        v.blocked = "cannot freeze the partner's mirror for the takeover: " + s.to_string();
+        log_.warn("volume %u: %s", v.id, v.blocked.c_str());
+        return false;
+      }
+      mirror_frozen_ = true;
+      log_.info("the partner's mirror is frozen for the takeover of volume %u", v.id);
+    }
+  }
+  v.blocked.clear();
+  if (v.kept_extents > 0 && v.discarded_below != 0)
+    drop_kept(v, "taking the volume again: they would roll back what its last owner served");
+  v.replay = plan;
+  return true;
+}
+
 void Monitor::start_claim(Vol& v, const Read& r, uint64_t epoch, const char* why) {
+  const OwnershipRecord* base = r.kind == ReadKind::kValid ? &r.rec : (v.have_last ? &v.last : nullptr);
+  if (!prepare_claim(v, base)) return;
   v.epoch = epoch;
   v.claim_has_base = r.kind == ReadKind::kValid;
   if (v.claim_has_base) v.claim_base = r.rec;
@@ -337,6 +432,10 @@ void Monitor::classify(Vol& v, const Read& r, const char* why) {
 }
 
 void Monitor::accept_handover(Vol& v, const Read& r) {
+  if (v.kept_extents > 0 && v.discarded_below != 0)
+    drop_kept(v, "handed the volume back: they would roll back what its last owner served");
+  v.replay = replay_after(v, &r.rec);  // the giver's history; it replayed before serving
+  v.replay.pending = false;
   v.epoch = r.rec.epoch;
   v.renew_counter = r.rec.renew_counter;
   v.replayed = false;
@@ -371,10 +470,7 @@ void Monitor::step_watcher(Vol& v, const Read& r) {
     return start_claim(v, r, rec.epoch + 1, "the record names us from an earlier life");
   }
   if (rec.owner == config_.partner_id) {
-    if (v.discard_pending) {
-      actions_.discard(v.id);  // the partner owns it: our staged records of it are stale
-      v.discard_pending = false;
-    }
+    discard_stale(v, rec);  // the partner owns it: our staged records it replayed are stale
     if (takeover_allowed(v)) start_claim(v, r, rec.epoch + 1, "the partner's lease expired");
     return;
   }
@@ -382,6 +478,70 @@ void Monitor::step_watcher(Vol& v, const Read& r) {
     return start_claim(v, r, rec.epoch + 1, "nobody owns it");
   if (rec.owner != kNoNode)
     log_.error("volume %u: owned by node %u, which is not in this pair", v.id, rec.owner);
+}
+
+}  // namespace hafs::membership
+
+namespace hafs::membership {
+
+// Our staged records of a volume another node owns: those below the LSN its record says it
+// replayed of our log are stale (applied there); the rest it never saw. While its replay is
+// pending we keep everything; once it serves, what it did not replay is kept, undestaged, and
+// reported (I7: never discard records newer than what the owner replayed).
+void Monitor::discard_stale(Vol& v, const OwnershipRecord& rec) {
+  uint64_t below = UINT64_MAX;  // a record that does not name our log: nothing of ours counts
+  bool served_without = false;
+  // Not replayed yet: keep all (if the new owner dies mid-replay and we take the volume back,
+  // ours are the only copies). Replayed: what the replay did not read was never acknowledged,
+  // unless we acknowledged writes without the mirror (our mark is set): then keep it.
+  if (rec.replay_node == config_.node_id && (rec.replay_pending() || own_mirror_outdated_)) {
+    below = rec.replay_pending() ? 0 : rec.replay_next_lsn;
+    served_without = !rec.replay_pending();
+  }
+  if (!v.discard_pending && (v.kept_extents == 0 || below <= v.discarded_below)) return;
+  v.kept_extents = actions_.discard(v.id, below);
+  v.discarded_below = std::max<uint64_t>(below, 1);
+  v.discard_pending = false;
+  if (v.kept_extents == 0) {
+    if (v.blocked.rfind("keeps", 0) == 0) v.blocked.clear();
+    return;
+  }
+  if (!served_without) {
+    v.discarded_below = 0;  // not a verdict yet: the owner has still to replay them
+    v.blocked = "keeps " + std::to_string(v.kept_extents) + " staged extents of it until node " +
+                std::to_string(rec.owner) + " has replayed them";
+    return;
+  }
+  const std::string why = "keeps " + std::to_string(v.kept_extents) +
+                          " staged extents of it from LSN " + std::to_string(below) +
+                          " on that node " + std::to_string(rec.owner) +
+                          " did not replay (it serves the volume without them): not destaged";
+  if (v.blocked != why) log_.error("volume %u: %s", v.id, why.c_str());
+  v.blocked = why;
+}
+
+void Monitor::drop_kept(Vol& v, const char* why) {
+  log_.error("volume %u: dropping %" PRIu64 " kept staged extents that its last owner did not "
+             "replay: %s", v.id, v.kept_extents, why);
+  actions_.discard(v.id, UINT64_MAX);
+  v.kept_extents = 0;
+  v.discarded_below = 0;
+  v.blocked.clear();
+}
+
+bool Monitor::needs_frozen_mirror(const Vol& v) const {
+  return v.replay.pending && v.replay.node == config_.partner_id &&
+         (v.state == VolumeState::kClaiming || v.state == VolumeState::kTakingOver ||
+          v.state == VolumeState::kFenced);
+}
+
+void Monitor::thaw_mirror_if_unneeded() {
+  if (!mirror_frozen_) return;
+  for (const auto& v : vols_)
+    if (needs_frozen_mirror(v)) return;
+  actions_.thaw_partner_mirror();
+  mirror_frozen_ = false;
+  log_.info("the partner's mirror is thawed: no replay needs it");
 }
 
 }  // namespace hafs::membership

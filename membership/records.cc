@@ -17,6 +17,7 @@ std::string heartbeat_record_name(NodeId node) { return "node-" + std::to_string
 std::string ownership_record_name(VolumeId volume) {
   return "volume-" + std::to_string(volume) + ".own";
 }
+std::string mirror_mark_record_name(NodeId node) { return "node-" + std::to_string(node) + ".mirror"; }
 
 void encode_heartbeat(const HeartbeatRecord& r, std::span<std::byte, kRecordBlockBytes> out) {
   HAFS_CHECK(r.node_id != kNoNode, "heartbeat of node 0");
@@ -27,6 +28,7 @@ void encode_heartbeat(const HeartbeatRecord& r, std::span<std::byte, kRecordBloc
   put_le<uint64_t>(out, hb_off::kCounter, r.counter);
   put_le<uint64_t>(out, hb_off::kIncarnation, r.incarnation);
   put_le<uint32_t>(out, hb_off::kState, r.state);
+  put_le<uint64_t>(out, hb_off::kClusterId, r.cluster_id);
   put_le<uint32_t>(out, hb_off::kCrc, crc32c(out.data(), hb_off::kCrc));
 }
 
@@ -34,6 +36,7 @@ void encode_ownership(const OwnershipRecord& r, std::span<std::byte, kRecordBloc
   HAFS_CHECK(r.home != kNoNode, "ownership record without a home node");
   HAFS_CHECK((r.flags & ~kOwnFlagsKnown) == 0, "unknown ownership flags");
   HAFS_CHECK(r.owner != kNoNode || r.epoch == 0, "an epoch without an owner");
+  HAFS_CHECK(!r.replay_pending() || r.replay_node != kNoNode, "a pending replay of no node");
   std::memset(out.data(), 0, out.size());
   put_le<uint64_t>(out, own_off::kMagic, kOwnershipMagic);
   put_le<uint32_t>(out, own_off::kVersion, kOwnershipVersion);
@@ -44,6 +47,10 @@ void encode_ownership(const OwnershipRecord& r, std::span<std::byte, kRecordBloc
   put_le<uint64_t>(out, own_off::kRenewCounter, r.renew_counter);
   put_le<uint32_t>(out, own_off::kLeaseMs, r.lease_ms);
   put_le<uint32_t>(out, own_off::kFlags, r.flags);
+  put_le<uint64_t>(out, own_off::kClusterId, r.cluster_id);
+  put_le<uint32_t>(out, own_off::kReplayNode, r.replay_node);
+  put_le<uint64_t>(out, own_off::kReplayEpoch, r.replay_epoch);
+  put_le<uint64_t>(out, own_off::kReplayNextLsn, r.replay_next_lsn);
   put_le<uint32_t>(out, own_off::kCrc, crc32c(out.data(), own_off::kCrc));
 }
 
@@ -61,6 +68,7 @@ Result<HeartbeatRecord> decode_heartbeat(std::span<const std::byte> in) {
   r.counter = get_le<uint64_t>(in, hb_off::kCounter);
   r.incarnation = get_le<uint64_t>(in, hb_off::kIncarnation);
   r.state = get_le<uint32_t>(in, hb_off::kState);
+  r.cluster_id = get_le<uint64_t>(in, hb_off::kClusterId);
   if (r.node_id == kNoNode) return corrupt("heartbeat record of node 0");
   return r;
 }
@@ -82,10 +90,54 @@ Result<OwnershipRecord> decode_ownership(std::span<const std::byte> in) {
   r.renew_counter = get_le<uint64_t>(in, own_off::kRenewCounter);
   r.lease_ms = get_le<uint32_t>(in, own_off::kLeaseMs);
   r.flags = get_le<uint32_t>(in, own_off::kFlags);
+  r.cluster_id = get_le<uint64_t>(in, own_off::kClusterId);
+  r.replay_node = get_le<uint32_t>(in, own_off::kReplayNode);
+  r.replay_epoch = get_le<uint64_t>(in, own_off::kReplayEpoch);
+  r.replay_next_lsn = get_le<uint64_t>(in, own_off::kReplayNextLsn);
   if (r.home == kNoNode) return corrupt("ownership record without a home node");
   if ((r.flags & ~kOwnFlagsKnown) != 0)
     return corrupt("ownership record has unknown flags " + std::to_string(r.flags));
   if (r.owner == kNoNode && r.epoch != 0) return corrupt("ownership record: epoch without owner");
+  if (r.replay_pending() && r.replay_node == kNoNode)
+    return corrupt("ownership record: a pending replay of node 0");
+  return r;
+}
+
+void encode_mirror_mark(const MirrorMarkRecord& r, std::span<std::byte, kRecordBlockBytes> out) {
+  HAFS_CHECK(r.node_id != kNoNode, "mirror mark of node 0");
+  std::memset(out.data(), 0, out.size());
+  put_le<uint64_t>(out, mark_off::kMagic, kMirrorMarkMagic);
+  put_le<uint32_t>(out, mark_off::kVersion, kMirrorMarkVersion);
+  put_le<uint32_t>(out, mark_off::kNodeId, r.node_id);
+  put_le<uint64_t>(out, mark_off::kClusterId, r.cluster_id);
+  put_le<uint64_t>(out, mark_off::kRingId, r.ring_id);
+  put_le<uint32_t>(out, mark_off::kOutdated, r.outdated ? 1 : 0);
+  put_le<uint64_t>(out, mark_off::kFromPos, r.from_pos);
+  put_le<uint64_t>(out, mark_off::kLagBytes, r.lag_bytes);
+  put_le<uint64_t>(out, mark_off::kCounter, r.counter);
+  put_le<uint32_t>(out, mark_off::kCrc, crc32c(out.data(), mark_off::kCrc));
+}
+
+Result<MirrorMarkRecord> decode_mirror_mark(std::span<const std::byte> in) {
+  if (in.size() < kEncodedMirrorMark) return corrupt("mirror mark record shorter than its encoding");
+  if (get_le<uint64_t>(in, mark_off::kMagic) != kMirrorMarkMagic)
+    return corrupt("bad mirror mark magic (not an hafs mirror mark record)");
+  if (get_le<uint32_t>(in, mark_off::kCrc) != crc32c(in.data(), mark_off::kCrc))
+    return corrupt("mirror mark record CRC mismatch (torn or corrupt)");
+  const uint32_t version = get_le<uint32_t>(in, mark_off::kVersion);
+  if (version != kMirrorMarkVersion)
+    return corrupt("unsupported mirror mark version " + std::to_string(version));
+  MirrorMarkRecord r;
+  r.node_id = get_le<uint32_t>(in, mark_off::kNodeId);
+  r.cluster_id = get_le<uint64_t>(in, mark_off::kClusterId);
+  r.ring_id = get_le<uint64_t>(in, mark_off::kRingId);
+  const uint32_t outdated = get_le<uint32_t>(in, mark_off::kOutdated);
+  r.from_pos = get_le<uint64_t>(in, mark_off::kFromPos);
+  r.lag_bytes = get_le<uint64_t>(in, mark_off::kLagBytes);
+  r.counter = get_le<uint64_t>(in, mark_off::kCounter);
+  if (r.node_id == kNoNode) return corrupt("mirror mark record of node 0");
+  if (outdated > 1) return corrupt("mirror mark record: outdated is " + std::to_string(outdated));
+  r.outdated = outdated == 1;
   return r;
 }
 

@@ -26,7 +26,7 @@ using RecordBlock = std::array<std::byte, kRecordBlockBytes>;
 
 // ---- node heartbeat: "node-<id>.hb" ---------------------------------------------------------
 inline constexpr uint64_t kHeartbeatMagic = 0x3142484E53464148ull;  // "HAFSNHB1" as LE bytes
-inline constexpr uint32_t kHeartbeatVersion = 1;
+inline constexpr uint32_t kHeartbeatVersion = 2;  // 2: cluster_id
 
 namespace hb_off {
 inline constexpr size_t kMagic = 0;        // u64
@@ -34,11 +34,13 @@ inline constexpr size_t kVersion = 8;      // u32
 inline constexpr size_t kNodeId = 12;      // u32: the node that writes this record (never 0)
 inline constexpr size_t kCounter = 16;     // u64: +1 per beat (every tick)
 inline constexpr size_t kIncarnation = 24; // u64: random, drawn at each process start
-inline constexpr size_t kState = 32;       // u32: the writer's NodeState (membership/states.h)
-inline constexpr size_t kCrc = 36;         // u32: CRC32C of bytes [0, kCrc)
+inline constexpr size_t kState = 32;       // u32: the writer's NodeState (membership/monitor.h)
+inline constexpr size_t kReserved = 36;    // u32: 0
+inline constexpr size_t kClusterId = 40;   // u64: the pair's cluster id (membership.cluster_id)
+inline constexpr size_t kCrc = 48;         // u32: CRC32C of bytes [0, kCrc)
 }  // namespace hb_off
 inline constexpr size_t kEncodedHeartbeat = hb_off::kCrc + 4;
-static_assert(kEncodedHeartbeat == 40);
+static_assert(kEncodedHeartbeat == 52);
 static_assert(kEncodedHeartbeat <= kRecordBlockBytes);
 
 struct HeartbeatRecord {
@@ -46,11 +48,12 @@ struct HeartbeatRecord {
   uint64_t counter = 0;
   uint64_t incarnation = 0;
   uint32_t state = 0;
+  uint64_t cluster_id = 0;
 };
 
 // ---- volume ownership: "volume-<id>.own" ----------------------------------------------------
 inline constexpr uint64_t kOwnershipMagic = 0x314E574F53464148ull;  // "HAFSOWN1" as LE bytes
-inline constexpr uint32_t kOwnershipVersion = 1;
+inline constexpr uint32_t kOwnershipVersion = 2;  // 2: cluster_id and the replay fields
 
 namespace own_off {
 inline constexpr size_t kMagic = 0;         // u64
@@ -62,16 +65,26 @@ inline constexpr size_t kEpoch = 24;        // u64: fencing token; +1 on every c
 inline constexpr size_t kRenewCounter = 32; // u64: +1 per lease renewal by the owner; 0 at a claim
 inline constexpr size_t kLeaseMs = 40;      // u32: the owner's lease (informational, for status)
 inline constexpr size_t kFlags = 44;        // u32: kOwnFlag* below
-inline constexpr size_t kCrc = 48;          // u32: CRC32C of bytes [0, kCrc)
+inline constexpr size_t kClusterId = 48;    // u64: the pair's cluster id
+inline constexpr size_t kReplayNode = 56;   // u32: whose NV log the last takeover replays (0: none)
+inline constexpr size_t kReserved = 60;     // u32: 0
+inline constexpr size_t kReplayEpoch = 64;  // u64: ... the epoch of the records of it that count
+inline constexpr size_t kReplayNextLsn = 72;// u64: ... every record below this LSN was read
+inline constexpr size_t kCrc = 80;          // u32: CRC32C of bytes [0, kCrc)
 }  // namespace own_off
 inline constexpr size_t kEncodedOwnership = own_off::kCrc + 4;
-static_assert(kEncodedOwnership == 52);
+static_assert(kEncodedOwnership == 84);
 static_assert(kEncodedOwnership <= kRecordBlockBytes);
 
 // Written by a holder giving the volume back: `owner` is the home node, which has not renewed
 // yet. The new owner's first renewal clears it.
 inline constexpr uint32_t kOwnFlagHandover = 1u << 0;
-inline constexpr uint32_t kOwnFlagsKnown = kOwnFlagHandover;
+// The owner claimed the volume over `replay_node`'s ownership: the records of `replay_node`'s
+// NV log of this volume with epoch `replay_epoch` (its mirror here) must be applied before the
+// volume is served. Cleared by the renewal that records replay_next_lsn, before serving. A
+// re-claim keeps it (a replay that did not finish is done again; nobody served in between).
+inline constexpr uint32_t kOwnFlagReplayPending = 1u << 1;
+inline constexpr uint32_t kOwnFlagsKnown = kOwnFlagHandover | kOwnFlagReplayPending;
 
 struct OwnershipRecord {
   VolumeId volume_id = 0;
@@ -81,22 +94,63 @@ struct OwnershipRecord {
   uint64_t renew_counter = 0;
   uint32_t lease_ms = 0;
   uint32_t flags = 0;
+  uint64_t cluster_id = 0;
+  NodeId replay_node = kNoNode;  // with replay_epoch and replay_next_lsn: see kOwnFlagReplayPending
+  uint64_t replay_epoch = 0;
+  uint64_t replay_next_lsn = 0;  // 0 while the replay is pending
 
+  bool replay_pending() const { return (flags & kOwnFlagReplayPending) != 0; }
   bool operator==(const OwnershipRecord&) const = default;
+};
+
+// ---- outdated mirror mark: "node-<id>.mirror" ------------------------------------------------
+// Written by node <id> before it acknowledges the first write its partner's mirror lacks
+// (invariant I7), and cleared when the partner's mirror has caught up. A missing record reads as
+// "not outdated" (a node that never went without its mirror).
+inline constexpr uint64_t kMirrorMarkMagic = 0x314B4D4D53464148ull;  // "HAFSMMK1" as LE bytes
+inline constexpr uint32_t kMirrorMarkVersion = 1;
+
+namespace mark_off {
+inline constexpr size_t kMagic = 0;       // u64
+inline constexpr size_t kVersion = 8;     // u32
+inline constexpr size_t kNodeId = 12;     // u32: the node whose NV log the partner mirrors
+inline constexpr size_t kClusterId = 16;  // u64
+inline constexpr size_t kRingId = 24;     // u64: that NV log's ring id
+inline constexpr size_t kOutdated = 32;   // u32: 1 = the mirror lacks acknowledged writes; 0 = not
+inline constexpr size_t kReserved = 36;   // u32: 0
+inline constexpr size_t kFromPos = 40;    // u64: the mirror may lack ring bytes from here on
+inline constexpr size_t kLagBytes = 48;   // u64: filled - mirrored when the mark was written
+inline constexpr size_t kCounter = 56;    // u64: +1 per write of the record
+inline constexpr size_t kCrc = 64;        // u32: CRC32C of bytes [0, kCrc)
+}  // namespace mark_off
+inline constexpr size_t kEncodedMirrorMark = mark_off::kCrc + 4;
+static_assert(kEncodedMirrorMark == 68);
+
+struct MirrorMarkRecord {
+  NodeId node_id = kNoNode;
+  uint64_t cluster_id = 0;
+  uint64_t ring_id = 0;
+  bool outdated = false;
+  uint64_t from_pos = 0;
+  uint64_t lag_bytes = 0;
+  uint64_t counter = 0;
 };
 
 // Record names on the medium.
 std::string heartbeat_record_name(NodeId node);
 std::string ownership_record_name(VolumeId volume);
+std::string mirror_mark_record_name(NodeId node);
 
 // Encoders fill the whole block (zeros after the record). They CHECK their input: an encoder is
 // never handed a record that breaks the format's rules (node 0, unknown flags).
 void encode_heartbeat(const HeartbeatRecord& r, std::span<std::byte, kRecordBlockBytes> out);
 void encode_ownership(const OwnershipRecord& r, std::span<std::byte, kRecordBlockBytes> out);
+void encode_mirror_mark(const MirrorMarkRecord& r, std::span<std::byte, kRecordBlockBytes> out);
 
 // Decoders check magic, CRC, version and field rules, in that order; kCorruption with a clear
 // message otherwise (a torn write fails the CRC).
 Result<HeartbeatRecord> decode_heartbeat(std::span<const std::byte> in);
 Result<OwnershipRecord> decode_ownership(std::span<const std::byte> in);
+Result<MirrorMarkRecord> decode_mirror_mark(std::span<const std::byte> in);
 
 }  // namespace hafs::membership

@@ -192,11 +192,21 @@ void ExtentIndex::remove_upto(const ObjectId& object, uint64_t max_lsn) {
 
 void ExtentIndex::drop_object(const ObjectId& object) { remove_upto(object, UINT64_MAX); }
 
-void ExtentIndex::drop_volume(uint32_t volume_id) {
+void ExtentIndex::drop_volume(uint32_t volume_id) { drop_volume_below(volume_id, UINT64_MAX); }
+
+uint64_t ExtentIndex::drop_volume_below(uint32_t volume_id, uint64_t below_lsn) {
   std::vector<ObjectId> ids;
   for (const auto& [k, obj] : objects_)
     if (obj->id.volume_id == volume_id) ids.push_back(obj->id);
-  for (const auto& id : ids) drop_object(id);
+  for (const auto& id : ids) remove_upto(id, below_lsn == 0 ? 0 : below_lsn - 1);
+  return volume_extent_count(volume_id);
+}
+
+uint64_t ExtentIndex::volume_extent_count(uint32_t volume_id) const {
+  uint64_t n = 0;
+  for (const auto& [k, obj] : objects_)
+    if (obj->id.volume_id == volume_id) n += obj->extents.size();
+  return n;
 }
 
 std::optional<std::pair<uint64_t, uint64_t>> ExtentIndex::oldest() const {

@@ -71,6 +71,9 @@ class ExtentIndex {
   void remove_upto(const ObjectId& object, uint64_t max_lsn);
   void drop_object(const ObjectId& object);
   void drop_volume(uint32_t volume_id);
+  // Drops the volume's extents of records below `below_lsn`; returns how many extents stay.
+  uint64_t drop_volume_below(uint32_t volume_id, uint64_t below_lsn);
+  uint64_t volume_extent_count(uint32_t volume_id) const;
 
   // The oldest live extent's LSN and record position: the ring cannot be trimmed past it.
   std::optional<std::pair<uint64_t, uint64_t>> oldest() const;

@@ -71,6 +71,11 @@ inline constexpr uint8_t kRecordVersion = 1;
 inline constexpr size_t kRecordHeaderBytes = 64;
 inline constexpr size_t kMaxKeyBytes = 128;           // MAX_HANDLE_SZ of name_to_handle_at
 inline constexpr uint32_t kMaxPayloadBytes = 4u << 20; // a record never carries more
+// The writer never reserves LSN n while a record below n - kMaxRecordsInFlight is not complete
+// (persisted). So a valid record with LSN m proves every record up to m - kMaxRecordsInFlight
+// was complete, and possibly acknowledged: a bad record that far below a valid one is damage
+// inside the log, never a torn tail (docs/log-format.md, "Torn tail or damage").
+inline constexpr uint64_t kMaxRecordsInFlight = 64;
 
 enum class RecordType : uint8_t {
   kWrite = 1,  // payload bytes go to `key` at `file_offset`

@@ -4,6 +4,7 @@
 #include <array>
 
 #include "base/crc32c.h"
+#include "base/endian.h"
 
 namespace hafs::nvcache {
 
@@ -13,6 +14,7 @@ const char* scan_end_name(ScanEnd end) {
     case ScanEnd::kTorn: return "torn record";
     case ScanEnd::kCorrupt: return "corrupt record";
     case ScanEnd::kGap: return "LSN gap";
+    case ScanEnd::kDamaged: return "damaged record";
   }
   return "?";
 }
@@ -155,10 +157,87 @@ Result<RecoveredRing> scan_ring(const Store& store,
   out.next_pos = reader.next_pos();
   out.end = reader.end();
   out.end_message = reader.end_message();
+  // Any end, a clean one too: a flipped magic or LSN byte reads as "no record here".
+  auto damage = find_damage(store, out.header, out.next_lsn, out.next_pos, reader.last_session());
+  if (!damage) return damage.status();
+  if (*damage) {
+    out.end = ScanEnd::kDamaged;
+    out.end_message = (*damage)->describe() + " (the scan stopped: " + out.end_message + ")";
+    out.damage = **damage;
+  }
   // The next writer session must be newer than every valid record's, also when the header came
   // from the older copy (the newer one damaged).
   out.header.session = std::max(out.header.session, reader.last_session());
   return out;
+}
+
+}  // namespace hafs::nvcache
+
+namespace hafs::nvcache {
+
+std::string RingDamage::describe() const {
+  return "records from LSN " + std::to_string(bad_lsn) + " (position " + std::to_string(bad_pos) +
+         ") to LSN " + std::to_string(next_valid_lsn - 1) + " (before position " +
+         std::to_string(next_valid_pos) + ") are damaged; valid records follow up to LSN " +
+         std::to_string(last_valid_lsn);
+}
+
+namespace {
+// The record whose header starts at logical position `pos`, if it is a whole valid record of
+// this ring with a session of at least `min_session`; nullopt otherwise.
+Result<std::optional<RecordHeader>> valid_record_at(const Store& store, const RingHeader& ring,
+                                                    uint64_t pos, uint64_t min_lsn,
+                                                    uint32_t min_session) {
+  const uint64_t offset = pos % ring.data_bytes;
+  const uint64_t room = ring.data_bytes - offset;
+  std::array<std::byte, kRecordHeaderBytes> fixed{};
+  HAFS_RETURN_IF_ERROR(store.read(kDataOffset + offset, fixed));
+  auto h = decode_record_header(fixed);
+  if (!h || h->type == RecordType::kPad || h->pos != pos || h->lsn < min_lsn ||
+      h->ring_tag != ring_tag(ring.ring_id) || h->session < min_session)
+    return std::optional<RecordHeader>();
+  const uint64_t span = record_span(*h);
+  if (span > room) return std::optional<RecordHeader>();
+  std::vector<std::byte> bytes(payload_offset(h->key_len) + h->payload_len);
+  HAFS_RETURN_IF_ERROR(store.read(kDataOffset + offset, bytes));
+  if (!verify_record_header_crc(std::span(bytes).first(kRecordHeaderBytes + h->key_len)))
+    return std::optional<RecordHeader>();
+  if (h->type == RecordType::kWrite &&
+      crc32c(std::span(bytes).subspan(payload_offset(h->key_len))) != h->payload_crc)
+    return std::optional<RecordHeader>();
+  return std::optional<RecordHeader>(*h);
+}
+}  // namespace
+
+Result<std::optional<RingDamage>> find_damage(const Store& store, const RingHeader& header,
+                                              uint64_t end_lsn, uint64_t end_pos,
+                                              uint32_t min_session) {
+  const uint64_t data = header.data_bytes;
+  const uint64_t limit = header.trim_pos + data;  // one lap from the trim point
+  std::optional<RingDamage> found;
+  std::vector<std::byte> chunk(std::min<uint64_t>(data, 1u << 20));
+  uint64_t pos = end_pos;
+  while (pos < limit) {
+    // Candidates are the 64-byte slots that start with the record magic; read them in chunks
+    // that never cross the end of the data area.
+    const uint64_t offset = pos % data;
+    const uint64_t len = std::min({uint64_t{chunk.size()}, data - offset, limit - pos});
+    HAFS_RETURN_IF_ERROR(store.read(kDataOffset + offset, std::span(chunk).first(len)));
+    uint64_t next = pos + len;
+    for (uint64_t i = 0; i + 4 <= len; i += kRecordAlign) {
+      if (get_le<uint32_t>(std::span<const std::byte>(chunk), i) != kRecordMagic) continue;
+      auto h = valid_record_at(store, header, pos + i, end_lsn + 1, min_session);
+      if (!h) return h.status();
+      if (!*h) continue;
+      if (!found) found = RingDamage{end_lsn, end_pos, (*h)->lsn, pos + i, (*h)->lsn};
+      found->last_valid_lsn = std::max(found->last_valid_lsn, (*h)->lsn);
+      next = pos + i + record_span(**h);  // go on after this record
+      break;
+    }
+    pos = next;
+  }
+  if (found && found->last_valid_lsn >= end_lsn + kMaxRecordsInFlight) return found;
+  return std::optional<RingDamage>();
 }
 
 }  // namespace hafs::nvcache

@@ -29,6 +29,9 @@ enum class ScanEnd {
   kTorn,     // a record with the expected LSN that fails its header or payload CRC: a torn write
   kCorrupt,  // bytes that claim to be the next record but cannot be (bad length, position, session)
   kGap,      // a valid record whose LSN skips ahead of the expected one
+  kDamaged,  // the scan stopped at a bad record, yet valid records of this ring follow it with
+             // LSNs at least kMaxRecordsInFlight beyond: the bad one was complete (and may have
+             // been acknowledged). Damage inside the log, never a normal end (I5)
 };
 const char* scan_end_name(ScanEnd end);
 
@@ -69,6 +72,26 @@ class LogReader {
   std::vector<std::byte> buf_;  // header + key + payload of the current record
 };
 
+// Where a log is damaged: the scan stopped at `bad_lsn` (expected at `bad_pos`), and valid
+// records of the same ring and writer session follow, the first at `next_valid_lsn` /
+// `next_valid_pos`, the highest with `last_valid_lsn`.
+struct RingDamage {
+  uint64_t bad_lsn = 0;
+  uint64_t bad_pos = 0;
+  uint64_t next_valid_lsn = 0;
+  uint64_t next_valid_pos = 0;
+  uint64_t last_valid_lsn = 0;
+  std::string describe() const;
+};
+
+// Looks past the end of a scan (the record expected with `end_lsn` at `end_pos`) for valid
+// records of this ring, of session `min_session` or later, with higher LSNs, over the rest of one
+// lap from the trim point. Returns the damage when the highest of them is at least
+// kMaxRecordsInFlight beyond `end_lsn`; nullopt for a torn tail or a clean end.
+Result<std::optional<RingDamage>> find_damage(const Store& store, const RingHeader& header,
+                                              uint64_t end_lsn, uint64_t end_pos,
+                                              uint32_t min_session);
+
 // The whole-ring summary that recovery and Log::open use.
 struct RecoveredRing {
   RingHeader header;  // the newest valid copy; its session raised to the newest valid record's
@@ -79,6 +102,7 @@ struct RecoveredRing {
   ScanEnd end = ScanEnd::kClean;
   std::string end_message;
   std::string header_report;  // a damaged header copy, if any
+  std::optional<RingDamage> damage;  // set when end == kDamaged
 };
 
 }  // namespace hafs::nvcache

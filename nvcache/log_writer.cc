@@ -102,7 +102,11 @@ Result<Reservation> Log::reserve(uint16_t key_len, uint32_t payload_len) {
     if (serving_ == ticket) {
       const uint64_t offset = head_pos_ % data_bytes_;
       const uint64_t pad = offset + span > data_bytes_ ? data_bytes_ - offset : 0;
-      if ((head_pos_ - trim_.pos) + pad + span <= data_bytes_) {
+      // The in-flight bound (log_format.h, kMaxRecordsInFlight): the LSNs this reservation takes
+      // stay below complete + the bound, which is what lets recovery tell a torn tail from damage.
+      const uint64_t lsns = pad ? 2 : 1;
+      const bool in_flight_room = next_lsn_ + lsns <= complete_.lsn + kMaxRecordsInFlight;
+      if (in_flight_room && (head_pos_ - trim_.pos) + pad + span <= data_bytes_) {
         if (pad) {
           r.pad_lsn = next_lsn_++;
           r.pad_pos = head_pos_;
@@ -116,12 +120,13 @@ Result<Reservation> Log::reserve(uint16_t key_len, uint32_t payload_len) {
         ++serving_;
         break;
       }
-      // Backpressure: the ring is full. Wait for the destager to trim; never fail.
-      if (!waited) {
+      // Backpressure: the ring is full (or the in-flight bound is reached, which the completes
+      // under way lift by themselves). Wait for the destager to trim; never fail.
+      if (in_flight_room && !waited) {
         waited = true;
         ++space_waits_;
       }
-      if (space_waiter_hook_) space_waiter_hook_();
+      if (in_flight_room && space_waiter_hook_) space_waiter_hook_();
     }
     space_cv_.wait(lock);
   }
@@ -220,7 +225,10 @@ Status Log::complete(const Reservation& r) {
     ++complete_.lsn;
     advanced = true;
   }
-  if (advanced) complete_cv_.notify_all();
+  if (advanced) {
+    complete_cv_.notify_all();
+    space_cv_.notify_all();  // a reservation may wait for the in-flight bound
+  }
   complete_cv_.wait(lock, [&] { return complete_.lsn > r.lsn || !failed_.is_ok() || shutdown_; });
   if (complete_.lsn > r.lsn) return Status::ok();
   if (!failed_.is_ok()) return failed_;

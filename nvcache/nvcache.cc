@@ -54,6 +54,12 @@ Result<std::unique_ptr<NvCache>> NvCache::open(Store& store, DestageTarget& targ
   });
   if (!rec) return rec.status().with_context("NV log recovery");
   log_recovery(cache->options_.logger, "NV log recovery", *rec);
+  // Damage inside the log is never a normal end (I5): records after it were acknowledged, and
+  // appending after the damage would hide them for good.
+  if (rec->end == ScanEnd::kDamaged) {
+    if (report) *report = RecoveryReport{*rec, indexed};
+    return Status::error(Code::kDataLoss, "NV log damaged: " + rec->end_message);
+  }
   auto log = Log::open(store, *rec, LogOptions{cache->options_.logger, cache->options_.faults});
   if (!log) return log.status().with_context("NV log open");
   cache->log_ = std::move(*log);
@@ -313,15 +319,23 @@ void NvCache::resume_volume(uint32_t volume_id) {
   wake_destager();
 }
 
-void NvCache::discard_volume(uint32_t volume_id) {
+uint64_t NvCache::discard_volume(uint32_t volume_id, uint64_t below_lsn) {
   std::lock_guard lock(destage_mu_);
+  uint64_t kept = 0;
   {
     std::unique_lock lock2(index_mu_);
-    index_.drop_volume(volume_id);
+    if (below_lsn == UINT64_MAX) index_.drop_volume(volume_id);
+    else kept = index_.drop_volume_below(volume_id, below_lsn);
   }
   index_room_cv_.notify_all();
   Status s = trim_locked();
   if (!s.is_ok()) options_.logger.warn("trim after discarding volume %u: %s", volume_id, s.to_string().c_str());
+  return kept;
+}
+
+uint64_t NvCache::staged_extents(uint32_t volume_id) const {
+  std::shared_lock lock(index_mu_);
+  return index_.volume_extent_count(volume_id);
 }
 
 void NvCache::destager_main() {
@@ -381,14 +395,16 @@ NvCacheStats NvCache::stats() const {
 }
 
 Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
-                                 const std::function<bool(uint32_t)>& volumes,
-                                 FaultRegistry* faults, const Logger& logger) {
+                                 const std::function<bool(uint32_t, uint64_t)>& select,
+                                 bool accept_damage, FaultRegistry* faults, const Logger& logger) {
   ExtentIndex index;
   auto rec = scan_ring(ring, [&](const RecordView& v) {
-    if (volumes(v.header.volume_id)) apply_to_index(index, v);
+    if (select(v.header.volume_id, v.header.epoch)) apply_to_index(index, v);
   });
   if (!rec) return rec.status().with_context("replay scan");
   log_recovery(logger, "replay of partner ring", *rec);
+  if (rec->end == ScanEnd::kDamaged && !accept_damage)
+    return Status::error(Code::kDataLoss, "the mirror is damaged: " + rec->end_message);
   ReplayReport report;
   report.ring = *rec;
   RingBytes bytes(ring, rec->header.data_bytes);

@@ -114,9 +114,13 @@ class NvCache {
   // truncate). Returns once the FENCE is durable.
   Status flush_and_fence(const ObjectId& object, uint64_t epoch);
   Status flush_all();
-  // Forgets a volume's staged extents without destaging them (records stay in the ring until
-  // trimmed past). For records that another node already applied after a takeover.
-  void discard_volume(uint32_t volume_id);
+  // Forgets a volume's staged extents of records below `below_lsn` without destaging them
+  // (records stay in the ring until trimmed past): the records another node applied after a
+  // takeover. Extents of records at or above it stay staged (and, while the volume is paused,
+  // undestaged). Returns how many extents stayed.
+  uint64_t discard_volume(uint32_t volume_id, uint64_t below_lsn = UINT64_MAX);
+  // How many extents of the volume are staged.
+  uint64_t staged_extents(uint32_t volume_id) const;
   // A paused volume's records are not destaged (they stay staged and hold the trim back) until
   // it is resumed: membership pauses a volume this node does not own, or was fenced from.
   void pause_volume(uint32_t volume_id);
@@ -185,15 +189,17 @@ class NvCache {
 };
 
 // Replays a ring that is not ours (the mirror of a dead partner's log) onto the medium: every
-// valid record of the volumes `volumes` selects is applied newest-wins and synced. Read-only on
-// the ring. Used by takeover, which serves those volumes only after this returns OK.
+// valid record that `select` picks (by volume and epoch) is applied newest-wins and synced.
+// Read-only on the ring. Used by takeover, which serves those volumes only after this returns
+// OK. A damaged ring (ScanEnd::kDamaged) is refused with kDataLoss unless `accept_damage`, which
+// applies the records before the damage (an operator accepted the loss of the rest).
 struct ReplayReport {
-  RecoveredRing ring;
+  RecoveredRing ring;  // ring.next_lsn: every record below it was read (and applied if picked)
   uint64_t records_applied = 0;
   uint64_t bytes_applied = 0;
 };
 Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
-                                 const std::function<bool(uint32_t volume_id)>& volumes,
-                                 FaultRegistry* faults, const Logger& logger);
+                                 const std::function<bool(uint32_t volume_id, uint64_t epoch)>& select,
+                                 bool accept_damage, FaultRegistry* faults, const Logger& logger);
 
 }  // namespace hafs::nvcache

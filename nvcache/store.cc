@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <libpmem2.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,10 +22,22 @@ Status check_range(uint64_t off, uint64_t len, uint64_t size) {
 }
 
 // Opens or creates the backing file; returns the fd and its size.
-Result<std::pair<int, uint64_t>> open_backing_file(const std::string& path, uint64_t size_bytes) {
+Result<std::pair<int, uint64_t>> open_backing_file(const std::string& path, uint64_t size_bytes,
+                                                   StoreLock lock) {
   // Without a size there is nothing to create: a missing file is an error, not a new empty one.
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (size_bytes ? O_CREAT : 0), 0600);
   if (fd < 0) return Status::from_errno(errno, "cannot open store file " + path);
+  // A store has one writer: a second process on the same NV log or mirror (a node started twice)
+  // would interleave records with the first. The lock goes with the process (kill -9 included).
+  if (lock == StoreLock::kExclusive && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    ::close(fd);
+    if (e == EWOULDBLOCK)
+      return Status::error(Code::kBusy, "store file " + path +
+                                            " is locked by another process (is an hafsd with this "
+                                            "node's identity running?)");
+    return Status::from_errno(e, "cannot lock store file " + path);
+  }
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int e = errno;
@@ -51,8 +64,8 @@ Result<std::pair<int, uint64_t>> open_backing_file(const std::string& path, uint
 
 class PmemStore final : public Store {
  public:
-  static Result<std::unique_ptr<Store>> open(const std::string& path, uint64_t size_bytes) {
-    auto f = open_backing_file(path, size_bytes);
+  static Result<std::unique_ptr<Store>> open(const std::string& path, uint64_t size_bytes, StoreLock lock) {
+    auto f = open_backing_file(path, size_bytes, lock);
     if (!f) return f.status();
     auto [fd, size] = *f;
     auto store = std::unique_ptr<PmemStore>(new PmemStore(fd, size));
@@ -117,8 +130,8 @@ class PmemStore final : public Store {
 
 class FileStore final : public Store {
  public:
-  static Result<std::unique_ptr<Store>> open(const std::string& path, uint64_t size_bytes) {
-    auto f = open_backing_file(path, size_bytes);
+  static Result<std::unique_ptr<Store>> open(const std::string& path, uint64_t size_bytes, StoreLock lock) {
+    auto f = open_backing_file(path, size_bytes, lock);
     if (!f) return f.status();
     return std::unique_ptr<Store>(new FileStore(f->first, f->second, path));
   }
@@ -224,10 +237,10 @@ bool parse_store_mode(const std::string& text, StoreMode* out) {
 }
 
 Result<std::unique_ptr<Store>> open_store(StoreMode mode, const std::string& path,
-                                          uint64_t size_bytes) {
+                                          uint64_t size_bytes, StoreLock lock) {
   switch (mode) {
-    case StoreMode::kPmem: return PmemStore::open(path, size_bytes);
-    case StoreMode::kFile: return FileStore::open(path, size_bytes);
+    case StoreMode::kPmem: return PmemStore::open(path, size_bytes, lock);
+    case StoreMode::kFile: return FileStore::open(path, size_bytes, lock);
     case StoreMode::kMemory: return std::unique_ptr<Store>(new MemStore(size_bytes));
   }
   return Status::error(Code::kInvalidArgument, "unknown store mode");

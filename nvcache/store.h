@@ -45,8 +45,14 @@ bool parse_store_mode(const std::string& text, StoreMode* out);  // "pmem" | "fi
 
 // Opens the store at `path`, creating a file of `size_bytes` when there is none. An existing
 // file keeps its size (the ring header check reports a mismatch with the configuration).
+// A file-backed store holds an exclusive flock on its file while open: a second open, in this
+// process or another, fails with kBusy.
+// kNone is for looking into a store that a running process may own (hafs-nvlog scan, tests
+// that compare a live ring with its mirror): the bytes may change under the reader.
+enum class StoreLock { kExclusive, kNone };
 Result<std::unique_ptr<Store>> open_store(StoreMode mode, const std::string& path,
-                                          uint64_t size_bytes);
+                                          uint64_t size_bytes,
+                                          StoreLock lock = StoreLock::kExclusive);
 
 class MemStore final : public Store {
  public:

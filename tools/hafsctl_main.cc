@@ -5,6 +5,8 @@
 //   hafsctl ... flush [VOLUME] [--no-wait] [--wait S]
 //   hafsctl ... giveback VOLUME [--no-wait] [--wait S]
 //   hafsctl ... takeover [VOLUME] [--no-wait] [--wait S]   (a planned takeover OF this node)
+//   hafsctl ... takeover --accept-loss VOLUME   (on the survivor: take VOLUME over from a mirror
+//                                                its dead partner marked outdated, losing what it lacks)
 //   hafsctl ... fault list | fault arm SITE ACTION [--always] [--probability P] | fault clear [SITE]
 //   hafsctl ... fault hang SECONDS
 //   hafsctl cluster up | down | status | restart-node ...   (a local pair: tools/cluster.h)
@@ -192,6 +194,10 @@ int main(int argc, char** argv) {
   auto* takeover = app.add_subcommand(
       "takeover", "planned takeover OF this node: it destages and hands its volumes to its partner");
   takeover->add_option("volume", takeover_volume, "only this volume (default: every volume this node holds)");
+  bool accept_loss = false;
+  takeover->add_flag("--accept-loss", accept_loss,
+                     "on the survivor: take VOLUME over although the dead partner marked its mirror outdated "
+                     "(or it is damaged); the writes the mirror lacks are lost");
   add_wait_options(takeover);
   auto* fault = app.add_subcommand("fault", "named fault sites");
   fault->require_subcommand(1);
@@ -229,7 +235,13 @@ int main(int argc, char** argv) {
   else if (*metrics) request = {{"op", "metrics"}};
   else if (*flush) request = {{"op", "flush"}, {"volume", volume}, {"background", true}};
   else if (*giveback) request = {{"op", "giveback"}, {"volume", giveback_volume}};
-  else if (*takeover) request = {{"op", "handover"}, {"volume", takeover_volume}};
+  else if (*takeover && accept_loss) {
+    if (takeover_volume.empty()) {
+      std::fprintf(stderr, "hafsctl: takeover --accept-loss needs the VOLUME\n");
+      return 2;
+    }
+    request = {{"op", "accept_loss"}, {"volume", takeover_volume}};
+  } else if (*takeover) request = {{"op", "handover"}, {"volume", takeover_volume}};
   else if (*fault_list) request = {{"op", "fault.list"}};
   else if (*fault_arm) {
     request = {{"op", "fault.arm"}, {"site", site}, {"action", action}, {"always", always}};
@@ -247,7 +259,7 @@ int main(int argc, char** argv) {
       if (auto* j = std::get_if<json>(&a)) return *j;
       return std::nullopt;
     };
-    const bool follow = (*flush || *giveback || *takeover) && !no_wait;
+    const bool follow = (*flush || *giveback || (*takeover && !accept_loss)) && !no_wait;
     uint64_t staged_before = 0;
     if (follow) {
       if (auto s0 = poll()) staged_before = get<uint64_t>((*s0)["nvlog"], "staged_bytes", 0);
@@ -283,6 +295,15 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "hafsctl: %s\n", w.message.c_str());
         return kExitServerError;
       }
+    } else if (*takeover && accept_loss) {
+      if (get<bool>(result, "partner_mirror_outdated", false))
+        std::printf("%s: takeover from the outdated mirror allowed; the partner had %llu bytes unmirrored when "
+                    "it marked it: writes among them are lost\n",
+                    takeover_volume.c_str(),
+                    static_cast<unsigned long long>(get<uint64_t>(result, "lag_bytes", 0)));
+      else
+        std::printf("%s: takeover allowed even from an outdated or damaged mirror (the mirror is not marked "
+                    "outdated now)\n", takeover_volume.c_str());
     } else if (*flush) {
       std::printf("flush started%s\n", get<bool>(result, "started", false) ? "" : " (one was running: it covers this)");
     } else if (*fault_list) {

@@ -145,7 +145,7 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
 
   static const std::set<std::string> kTop = {"node_id", "mount", "control_socket", "log_level",
                                              "nvlog", "fs", "volume", "interconnect", "membership"};
-  static const std::set<std::string> kMembership = {"dir", "lease_ms", "margin_ms", "settle_ms", "tick_ms",
+  static const std::set<std::string> kMembership = {"dir", "cluster", "lease_ms", "margin_ms", "settle_ms", "tick_ms",
                                                     "partner_silence_ms", "io_timeout_ms", "auto_giveback",
                                                     "giveback_delay_ms"};
   static const std::set<std::string> kInterconnect = {
@@ -258,6 +258,10 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
           auto v = get_string(n2, sub);
           if (!v) return v.status();
           m.dir = *v;
+        } else if (name == "cluster") {
+          auto v = get_string(n2, sub);
+          if (!v) return v.status();
+          m.cluster = *v;
         } else if (name == "auto_giveback") {
           if (!n2.is_boolean()) return bad(sub, "expected true or false");
           m.auto_giveback = *n2.value<bool>();

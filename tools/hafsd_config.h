@@ -60,6 +60,7 @@ struct HafsdConfig {
   // never takes over.
   struct Membership {
     std::string dir;                    // on the shared storage medium, the same for both nodes
+    std::string cluster;                // the pair's name; with the key, the cluster id of records
     uint32_t lease_ms = 2000;
     uint32_t margin_ms = 250;
     uint32_t settle_ms = 250;

@@ -103,7 +103,8 @@ json node_status(const NodeView& n) {
       json row = {{"name", v->name()}, {"id", v->id()}, {"path", v->path()},
                   {"mode", fs::write_mode_name(v->mode())}, {"home", v->home_node()},
                   {"degraded_policy", fs::degraded_policy_name(v->degraded_policy())},
-                  {"owner", 0}, {"epoch", 0}, {"state", "unknown"}};
+                  {"owner", 0}, {"epoch", 0}, {"state", "unknown"}, {"blocked", ""},
+                  {"kept_extents", 0}, {"replay_pending", false}};
       for (const auto& mv : ms.volumes)
         if (mv.id == v->id()) {
           // The snapshot is published at the end of a tick: a node that just woke from a freeze
@@ -114,7 +115,9 @@ json node_status(const NodeView& n) {
           row.update({{"owner", mv.owner}, {"epoch", mv.epoch},
                       {"state", expired        ? "fenced"
                                 : mv.releasing ? "giving-back"
-                                               : membership::volume_state_name(mv.state)}});
+                                               : membership::volume_state_name(mv.state)},
+                      {"blocked", mv.blocked}, {"kept_extents", mv.kept_extents},
+                      {"replay_pending", mv.replay_pending}});
         }
       vols.push_back(row);
     }
@@ -123,6 +126,10 @@ json node_status(const NodeView& n) {
                        {"interconnect_alive", ms.interconnect_alive},
                        {"degraded", ms.degraded},
                        {"transitions", ms.transitions},
+                       {"partner_mirror_outdated", ms.partner_mirror_outdated},
+                       {"partner_mirror_lag_bytes", ms.partner_mirror_lag_bytes},
+                       {"mirror_frozen", ms.mirror_frozen},
+                       {"identity_conflict", ms.identity_conflict},
                        {"last_takeover", n.actions ? n.actions->last_takeover() : json()}};
   } else {
     for (const fs::Volume* v : n.volumes)
@@ -130,7 +137,8 @@ json node_status(const NodeView& n) {
                       {"mode", fs::write_mode_name(v->mode())}, {"home", v->home_node()},
                       {"degraded_policy", fs::degraded_policy_name(v->degraded_policy())},
                       {"owner", c.node_id}, {"epoch", v->epoch()},
-                      {"state", degraded ? "degraded" : "normal"}});
+                      {"state", degraded ? "degraded" : "normal"}, {"blocked", ""},
+                      {"kept_extents", 0}, {"replay_pending", false}});
     s["membership"] = nullptr;
   }
   s["volumes"] = vols;
@@ -139,6 +147,7 @@ json node_status(const NodeView& n) {
     s["mirror"] = {{"partner", c.interconnect.partner_node_id},
                    {"state", interconnect::mirror_state_name(m.state)},
                    {"degraded", m.degraded},
+                   {"outdated_marked", m.outdated_marked},
                    {"filled_pos", m.filled_pos},
                    {"mirrored_pos", m.mirrored_pos},
                    {"lag_bytes", m.lag_bytes},
@@ -163,6 +172,7 @@ json node_status(const NodeView& n) {
                       {"trim_lsn", r.trim_lsn}, {"commits", r.commits},
                       {"bytes_committed", r.bytes_committed}, {"refused", r.refused},
                       {"last_refusal", r.last_refusal}, {"partner_epoch", r.partner_epoch},
+                      {"frozen", r.frozen},
                       {"ms_since_heard", r.ms_since_heard}};
   } else {
     s["mirror_in"] = nullptr;
@@ -200,6 +210,21 @@ Result<json> handle_control(const NodeView& n, const json& request) {
       if (v->name() == volume) {
         HAFS_RETURN_IF_ERROR(n.monitor->request_giveback(v->id()));
         return json{{"giveback", volume}, {"queued", true}};
+      }
+    return Status::error(Code::kNotFound, "no volume '" + volume + "' in this pair");
+  }
+  if (op == "accept_loss") {
+    // hafsctl takeover --accept-loss VOLUME, on the survivor: take the volume over although the
+    // partner's mirror is marked outdated or damaged (what it lacks is lost).
+    if (!n.monitor) return Status::error(Code::kInvalidArgument, "this node runs without membership");
+    const std::string volume = request.value("volume", "");
+    for (const fs::Volume* v : n.volumes)
+      if (v->name() == volume) {
+        HAFS_RETURN_IF_ERROR(n.monitor->request_accept_loss(v->id()));
+        const membership::MonitorStatus ms = n.monitor->status();
+        return json{{"accept_loss", volume}, {"queued", true},
+                    {"partner_mirror_outdated", ms.partner_mirror_outdated},
+                    {"lag_bytes", ms.partner_mirror_lag_bytes}};
       }
     return Status::error(Code::kNotFound, "no volume '" + volume + "' in this pair");
   }

@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <random>
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -29,6 +31,7 @@
 #include "tools/hafsd_config.h"
 #include "tools/hafsd_control.h"
 #include "tools/hafsd_membership.h"
+#include "membership/mirror_mark.h"
 #include "membership/monitor.h"
 #include "membership/shared_disk.h"
 
@@ -73,10 +76,46 @@ class Readiness {
   bool active_ = false;
 };
 
+// Exit statuses (docs/configuration.md, "Exit status"): 3 for an NV log damaged inside (what it
+// acknowledged cannot all be read back), 4 for a node identity held by another process.
+constexpr int kExitDamaged = 3;
+constexpr int kExitIdentityTaken = 4;
+
 int fail(Readiness& ready, const Logger& log, const Status& s) {
   log.error("%s", s.to_string().c_str());
   ready.report(false);
-  return 1;
+  switch (s.code()) {
+    case Code::kDataLoss: return kExitDamaged;
+    case Code::kBusy: return kExitIdentityTaken;
+    default: return 1;
+  }
+}
+
+// The NV log is damaged inside (nvcache: RingDamage). Its records were acknowledged, and the
+// partner's mirror holds them: once the partner has taken every volume over and replayed this
+// node's log past the damage (its ownership records say so), nothing in this log is needed any
+// more and it is formatted anew. Until then the node refuses to start (exit 3), which leaves it
+// silent, so that the partner takes its volumes over from the mirror (docs/durability.md).
+Status damage_covered_by_partner(const tools::HafsdConfig& cfg, membership::SharedDisk& disk,
+                                 uint64_t cluster_id, const nvcache::RingDamage& damage) {
+  for (const auto& v : cfg.volumes) {
+    membership::RecordBlock block{};
+    Status read = disk.read(membership::ownership_record_name(v.id), block);
+    auto rec = read.is_ok() ? membership::decode_ownership(block) : Result<membership::OwnershipRecord>(read);
+    const std::string name = "volume " + v.name + ": ";
+    if (!rec) return rec.status().with_context(name + "ownership record");
+    if (rec->cluster_id != cluster_id)
+      return Status::error(Code::kDataLoss, name + "its ownership record is of another cluster");
+    if (rec->owner == cfg.node_id)
+      return Status::error(Code::kDataLoss, name + "this node still owns it (epoch " +
+                                                std::to_string(rec->epoch) + ")");
+    if (rec->replay_node == cfg.node_id &&
+        (rec->replay_pending() || rec->replay_next_lsn <= damage.last_valid_lsn))
+      return Status::error(Code::kDataLoss, name + "node " + std::to_string(rec->owner) +
+                                                " has not replayed this log past LSN " +
+                                                std::to_string(damage.last_valid_lsn) + " yet");
+  }
+  return Status::ok();
 }
 
 }  // namespace
@@ -184,6 +223,18 @@ int main(int argc, char** argv) {
     return nullptr;
   };
 
+  // Membership's shared disk comes first: a damaged NV log is judged by the ownership records.
+  std::unique_ptr<membership::DirectoryDisk> disk;
+  uint64_t cluster_id = 0;
+  if (cfg.has_membership()) {
+    auto d = membership::DirectoryDisk::open(cfg.membership.dir);
+    if (!d) return fail(ready, log, d.status().with_context("membership.dir"));
+    disk = std::move(*d);
+    auto id = tools::cluster_id_of(cfg);
+    if (!id) return fail(ready, log, id.status());
+    cluster_id = *id;
+  }
+
   // The NV log: create and format a new one; an existing one must match the configuration.
   struct stat st {};
   const bool exists = ::stat(cfg.nvlog_path.c_str(), &st) == 0 && st.st_size > 0;
@@ -217,6 +268,20 @@ int main(int argc, char** argv) {
   cache_opts.faults = &fault_registry;
   nvcache::RecoveryReport report;
   auto cache = nvcache::NvCache::open(**store, target, cache_opts, &report);
+  if (!cache && cache.status().code() == Code::kDataLoss && disk && report.ring.damage) {
+    Status covered = damage_covered_by_partner(cfg, *disk, cluster_id, *report.ring.damage);
+    if (!covered.is_ok())
+      return fail(ready, log, Status::error(Code::kDataLoss,
+          cache.status().message() + ". Not starting: " + covered.message() +
+          ". The partner's mirror holds these records: it takes this node's volumes over while "
+          "this node is down; start this node again once it has"));
+    log.warn("%s; the partner has taken every volume over and replayed this log past the damage: "
+             "formatting the NV log anew", cache.status().message().c_str());
+    std::random_device rd;
+    Status f = nvcache::Log::format(**store, cfg.node_id, (uint64_t{rd()} << 32) | rd());
+    if (!f.is_ok()) return fail(ready, log, f.with_context("formatting the damaged NV log"));
+    cache = nvcache::NvCache::open(**store, target, cache_opts, &report);
+  }
   if (!cache) return fail(ready, log, cache.status());
   // With membership, nothing is destaged before ownership is known: a volume the partner took
   // over while this node was away must have its stale records discarded, never applied.
@@ -233,6 +298,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<nvcache::Store> mirror_store;
   std::unique_ptr<interconnect::MirrorReceiver> receiver;
   std::unique_ptr<interconnect::MirrorSender> sender;
+  std::unique_ptr<membership::MirrorMark> mirror_mark;
   if (cfg.mirrored()) {
     const auto& ic = cfg.interconnect;
     interconnect::Key key{};
@@ -273,6 +339,21 @@ int main(int argc, char** argv) {
     so.heartbeat_interval = std::chrono::milliseconds(ic.heartbeat_ms);
     so.peer_silence_limit = std::chrono::milliseconds(ic.silence_limit_ms);
     so.faults = &fault_registry;
+    if (disk) {
+      // I7: the partner must know its mirror of our log is outdated before we acknowledge a
+      // write it lacks (docs/membership.md, "The outdated mirror").
+      mirror_mark = std::make_unique<membership::MirrorMark>(*disk, cfg.node_id, cluster_id);
+      auto outdated = mirror_mark->load();
+      if (!outdated) return fail(ready, log, outdated.status().with_context("outdated-mirror mark"));
+      if (*outdated) log.warn("the partner's mirror of this NV log is marked outdated (an earlier life "
+                              "acknowledged writes without it): cleared once a resync has caught it up");
+      const uint64_t ring_id = (*cache)->log().ring_id();
+      so.outdated_at_start = *outdated;
+      so.mark_outdated = [&mark = *mirror_mark, ring_id](uint64_t from, uint64_t lag) {
+        return mark.set_outdated(ring_id, from, lag);
+      };
+      so.clear_outdated = [&mark = *mirror_mark, ring_id] { return mark.clear(ring_id); };
+    }
     sender = std::make_unique<interconnect::MirrorSender>((*cache)->log(), so);
     sender->start();
     (*cache)->set_replicator(sender.get());
@@ -296,7 +377,6 @@ int main(int argc, char** argv) {
     for (auto& v : vols) filesystem.add_volume(v.get());
 
   // Membership: the monitor decides which volumes this node serves; NodeActions carries it out.
-  std::unique_ptr<membership::DirectoryDisk> disk;
   std::unique_ptr<tools::FaultyDisk> faulty_disk;  // the disk with the membership fault sites
   std::unique_ptr<tools::NodeActions> actions;
   std::thread membership_thread;
@@ -304,23 +384,37 @@ int main(int argc, char** argv) {
   std::condition_variable membership_cv;
   bool membership_stop = false;  // GUARDED_BY(membership_mu)
   bool membership_wake = false;  // GUARDED_BY(membership_mu): tick now (a background action ended)
+  std::atomic<bool> identity_taken{false};  // the monitor found a second process with our node id
+  // Stops the membership thread: at the end of a run, and on a start-up failure after it began.
+  auto stop_membership = [&] {
+    if (!membership_thread.joinable()) return;
+    {
+      std::lock_guard lock(membership_mu);
+      membership_stop = true;
+    }
+    membership_cv.notify_all();
+    membership_thread.join();
+    actions->wait_for_jobs();  // a takeover replay or giveback destage still under way
+  };
+  struct OnExit {
+    std::function<void()> f;
+    ~OnExit() { f(); }
+  } membership_guard{stop_membership};
   if (cfg.has_membership()) {
     const auto& mc = cfg.membership;
-    auto d = membership::DirectoryDisk::open(mc.dir);
-    if (!d) return fail(ready, log, d.status().with_context("membership.dir"));
-    disk = std::move(*d);
     faulty_disk = std::make_unique<tools::FaultyDisk>(*disk, &fault_registry);
     std::vector<fs::Volume*> all;
     for (auto& v : vols) all.push_back(v.get());
     actions = std::make_unique<tools::NodeActions>(cfg.node_id, all, &filesystem, cache->get(), &target,
-                                                   mirror_store.get(), sender.get(), log.child("membership"),
-                                                   &fault_registry);
+                                                   mirror_store.get(), sender.get(), receiver.get(),
+                                                   log.child("membership"), &fault_registry);
     membership::MonitorConfig mcfg;
     mcfg.node_id = cfg.node_id;
     mcfg.partner_id = cfg.interconnect.partner_node_id;
     for (auto& v : cfg.volumes) mcfg.volumes.push_back({v.id, v.home});
     std::random_device rd;
     mcfg.incarnation = (uint64_t{rd()} << 32) | rd();
+    mcfg.cluster_id = cluster_id;
     mcfg.lease_ms = mc.lease_ms;
     mcfg.margin_ms = mc.margin_ms;
     mcfg.settle_ms = mc.settle_ms;
@@ -348,11 +442,16 @@ int main(int argc, char** argv) {
         const auto heard = [&](int64_t ms) { return ms >= 0 && std::chrono::milliseconds(ms) < silence; };
         obs.interconnect_alive = heard(out.ms_since_heard) || heard(in.ms_since_heard);
         obs.mirror_in_sync = out.state == interconnect::MirrorState::kMirroring && !out.degraded;
+        obs.own_mirror_outdated = out.outdated_marked;
         monitor->tick(obs);
-        // The interconnect handshake presents and requires the newest epoch this node has seen.
-        const uint64_t epoch = membership::highest_epoch(monitor->status());
-        sender->set_epoch(epoch);
-        receiver->set_min_epoch(epoch);
+        const membership::MonitorStatus status = monitor->status();
+        // The interconnect handshake, COMMITs and TRIMs present the newest epoch this node has
+        // seen; the receiver requires the newest it holds or claims (a partner that has not
+        // learned of a takeover may not change the mirror the takeover replays).
+        sender->set_epoch(membership::highest_epoch(status));
+        receiver->set_min_epoch(membership::highest_epoch_held(status));
+        if (!status.identity_conflict.empty() && !identity_taken.exchange(true))
+          ::kill(::getpid(), SIGTERM);  // the signal thread stops the node; exit status 4
         const auto wait = std::clamp(monitor->next_tick_at() - clock.now(), membership::Millis(1),
                                      membership::Millis(cfg.membership.tick_ms));
         lock.lock();
@@ -417,15 +516,7 @@ int main(int argc, char** argv) {
   // Destage while the membership thread still renews our leases: a lease that lapsed now would
   // let the partner take over and write while this node is still writing to the medium.
   Status flushed = (*cache)->flush_all();  // also trims the partner's mirror
-  if (membership_thread.joinable()) {  // only now stop renewing: nothing of ours is staged
-    {
-      std::lock_guard lock(membership_mu);
-      membership_stop = true;
-    }
-    membership_cv.notify_all();
-    membership_thread.join();
-    actions->wait_for_jobs();  // a takeover replay or giveback destage still under way
-  }
+  stop_membership();  // only now stop renewing: nothing of ours is staged
   (*cache)->set_replicator(nullptr);
   if (sender) sender->stop();
   if (receiver) receiver->stop();
@@ -435,5 +526,10 @@ int main(int argc, char** argv) {
   pthread_kill(signal_thread.native_handle(), SIGTERM);
   signal_thread.join();
   log.info("stopped");
+  if (identity_taken.load()) {
+    log.error("stopped because another process runs with node id %u (exit %d)", cfg.node_id,
+              kExitIdentityTaken);
+    return kExitIdentityTaken;
+  }
   return loop.is_ok() && flushed.is_ok() ? 0 : 1;
 }

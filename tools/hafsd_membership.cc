@@ -10,6 +10,22 @@ int64_t ms_since(Clock::time_point t) {
 }
 }  // namespace
 
+Result<uint64_t> cluster_id_of(const HafsdConfig& cfg) {
+  interconnect::Key key{};
+  if (!cfg.interconnect.key_file.empty()) {
+    auto k = interconnect::load_key_file(cfg.interconnect.key_file);
+    if (!k) return k.status();
+    key = *k;
+  } else {
+    key = interconnect::key_from_passphrase(cfg.interconnect.key);
+  }
+  const std::string text = "hafs-cluster:" + cfg.membership.cluster;
+  const auto mac = interconnect::hmac(key, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  uint64_t id = 0;
+  for (int i = 0; i < 8; ++i) id |= uint64_t{mac[i]} << (8 * i);
+  return id;
+}
+
 Status FaultyDisk::write(const std::string& name,
                          std::span<const std::byte, membership::kRecordBlockBytes> data) {
   if (faults_) {
@@ -21,9 +37,10 @@ Status FaultyDisk::write(const std::string& name,
 
 NodeActions::NodeActions(uint32_t node_id, std::vector<fs::Volume*> volumes, fs::Filesystem* filesystem,
                          nvcache::NvCache* cache, nvcache::DestageTarget* target, nvcache::Store* mirror,
-                         interconnect::MirrorSender* sender, Logger logger, FaultRegistry* faults)
+                         interconnect::MirrorSender* sender, interconnect::MirrorReceiver* receiver,
+                         Logger logger, FaultRegistry* faults)
     : node_id_(node_id), volumes_(std::move(volumes)), fs_(filesystem), cache_(cache), target_(target),
-      mirror_(mirror), sender_(sender), log_(std::move(logger)), faults_(faults) {}
+      mirror_(mirror), sender_(sender), receiver_(receiver), log_(std::move(logger)), faults_(faults) {}
 
 fs::Volume* NodeActions::find(membership::VolumeId id) const {
   for (fs::Volume* v : volumes_)
@@ -50,7 +67,7 @@ void NodeActions::wait_for_jobs() {
 }
 
 Status NodeActions::in_background(membership::VolumeId id, Job::Kind kind, uint64_t epoch,
-                                  std::function<Status()> work) {
+                                  std::function<Status(uint64_t*)> work, uint64_t* value) {
   if (auto it = jobs_.find(id); it != jobs_.end()) {
     Job& job = *it->second;
     if (!job.done.load(std::memory_order_acquire))
@@ -58,6 +75,7 @@ Status NodeActions::in_background(membership::VolumeId id, Job::Kind kind, uint6
     job.thread.join();
     const bool same = job.kind == kind && job.epoch == epoch;
     Status result = job.result;
+    if (same && value) *value = job.value;
     jobs_.erase(it);
     if (same) return result;
   }
@@ -66,7 +84,7 @@ Status NodeActions::in_background(membership::VolumeId id, Job::Kind kind, uint6
   job->epoch = epoch;
   Job* j = job.get();
   j->thread = std::thread([this, j, work = std::move(work)] {
-    j->result = work();
+    j->result = work(&j->value);
     j->done.store(true, std::memory_order_release);
     if (wake_) wake_();
   });
@@ -74,25 +92,48 @@ Status NodeActions::in_background(membership::VolumeId id, Job::Kind kind, uint6
   return Status::error(Code::kInProgress, "volume " + std::to_string(id) + ": started");
 }
 
-Status NodeActions::take_over(membership::VolumeId id, uint64_t epoch) {
+Status NodeActions::take_over(membership::VolumeId id, uint64_t epoch, const membership::TakeoverPlan& plan,
+                              uint64_t* replay_next_lsn) {
   fs::Volume* v = find(id);
   if (!v) return Status::error(Code::kNotFound, "no volume with id " + std::to_string(id));
-  return in_background(id, Job::kTakeOver, epoch, [this, v, epoch] { return take_over_now(v, epoch); });
+  return in_background(
+      id, Job::kTakeOver, epoch,
+      [this, v, epoch, plan](uint64_t* next_lsn) { return take_over_now(v, epoch, plan, next_lsn); },
+      replay_next_lsn);
 }
 
-Status NodeActions::take_over_now(fs::Volume* v, uint64_t epoch) {
+Status NodeActions::freeze_partner_mirror() {
+  if (!receiver_) return Status::ok();
+  return receiver_->freeze(std::chrono::milliseconds(2000));
+}
+
+void NodeActions::thaw_partner_mirror() {
+  if (receiver_) receiver_->thaw();
+}
+
+Status NodeActions::take_over_now(fs::Volume* v, uint64_t epoch, const membership::TakeoverPlan& plan,
+                                  uint64_t* replay_next_lsn) {
   const membership::VolumeId id = v->id();
   const auto start = Clock::now();
   v->set_epoch(epoch);
   uint64_t replayed_records = 0, replayed_bytes = 0;
   int64_t replay_ms = 0;
-  if (v->home_node() != node_id_ && mirror_) {
-    // Every mirrored record of the volume goes to the medium, synced, before it is served (I3).
-    auto rep = nvcache::replay_ring(*mirror_, *target_, [id](uint32_t vol) { return vol == id; }, faults_,
-                                    log_.child("replay"));
+  *replay_next_lsn = 0;
+  if (plan.replay_node != membership::kNoNode) {
+    if (!mirror_)
+      return Status::error(Code::kDataLoss, "takeover of " + v->name() + " needs node " +
+                                                std::to_string(plan.replay_node) + "'s mirror, and this node has none");
+    // Every mirrored record of the volume's last ownership goes to the medium, synced, before it
+    // is served (I3); records of earlier epochs were applied before and are not again (I8).
+    const uint64_t replay_epoch = plan.replay_epoch;
+    auto rep = nvcache::replay_ring(
+        *mirror_, *target_,
+        [id, replay_epoch](uint32_t vol, uint64_t rec_epoch) { return vol == id && rec_epoch == replay_epoch; },
+        plan.accept_damage, faults_, log_.child("replay"));
     if (!rep) return rep.status().with_context("takeover replay of " + v->name());
     replayed_records = rep->records_applied;
     replayed_bytes = rep->bytes_applied;
+    *replay_next_lsn = std::max<uint64_t>(rep->ring.next_lsn, 1);
     replay_ms = ms_since(start);
     if (faults_) HAFS_RETURN_IF_ERROR(faults_->hit(FaultSite::kTakeoverMidReplay).with_context("takeover of " + v->name()));
   }
@@ -106,7 +147,7 @@ Status NodeActions::take_over_now(fs::Volume* v, uint64_t epoch) {
             v->name().c_str(), static_cast<unsigned long long>(epoch),
             static_cast<unsigned long long>(replayed_records), static_cast<unsigned long long>(replayed_bytes),
             static_cast<long long>(replay_ms), static_cast<long long>(destage_ms), static_cast<long long>(total_ms));
-  if (v->home_node() != node_id_) {
+  if (plan.replay_node != membership::kNoNode) {
     std::lock_guard lock(mu_);
     last_takeover_ = {{"volume", v->name()}, {"epoch", epoch}, {"replayed_extents", replayed_records},
                       {"replayed_bytes", replayed_bytes}, {"replay_ms", replay_ms},
@@ -130,7 +171,7 @@ Status NodeActions::release(membership::VolumeId id) {
   // The first call stops serving it; the destage runs in the background (an error makes the
   // Monitor serve it again at the same epoch).
   if (fs_->volume_by_id(id) == v) fs_->remove_volume(v->name());
-  return in_background(id, Job::kRelease, v->epoch(), [this, v, id] {
+  return in_background(id, Job::kRelease, v->epoch(), [this, v, id](uint64_t*) {
     Status s = cache_->flush_all();
     if (!s.is_ok()) return s.with_context("giveback of " + v->name());
     cache_->pause_volume(id);
@@ -139,9 +180,21 @@ Status NodeActions::release(membership::VolumeId id) {
   });
 }
 
-void NodeActions::discard(membership::VolumeId id) {
-  cache_->discard_volume(id);
-  if (fs::Volume* v = find(id)) log_.info("discarded this node's stale records of volume %s", v->name().c_str());
+uint64_t NodeActions::discard(membership::VolumeId id, uint64_t below_lsn) {
+  const uint64_t kept = cache_->discard_volume(id, below_lsn);
+  if (fs::Volume* v = find(id)) {
+    if (kept == 0)
+      log_.info("discarded this node's stale records of volume %s", v->name().c_str());
+    else if (below_lsn == UINT64_MAX || below_lsn == 0)
+      log_.warn("volume %s: %llu staged extents of this node are kept (not destaged): the new owner has "
+                "not replayed them yet", v->name().c_str(), static_cast<unsigned long long>(kept));
+    else
+      log_.error("volume %s: discarded this node's records below LSN %llu (the new owner replayed them); "
+                 "%llu staged extents at or above it are kept, not destaged: the new owner never saw them",
+                 v->name().c_str(), static_cast<unsigned long long>(below_lsn),
+                 static_cast<unsigned long long>(kept));
+  }
+  return kept;
 }
 
 void NodeActions::set_degraded(bool degraded) {

@@ -18,12 +18,21 @@
 #include "base/logger.h"
 #include "fs/filesystem.h"
 #include "fs/volume.h"
+#include "interconnect/auth.h"
+#include "tools/hafsd_config.h"
+#include "interconnect/mirror_receiver.h"
 #include "interconnect/mirror_sender.h"
 #include "membership/actions.h"
 #include "membership/shared_disk.h"
 #include "nvcache/nvcache.h"
 
 namespace hafs::tools {
+
+// The pair's cluster id, which every membership record carries (a record of another cluster is
+// never trusted): the first 8 bytes of HMAC(interconnect key, "hafs-cluster:" + membership.cluster).
+// The two nodes of a pair share the key; two pairs pointed at one directory by mistake do not,
+// or are told apart by membership.cluster.
+Result<uint64_t> cluster_id_of(const HafsdConfig& cfg);
 
 // The shared disk as hafsd uses it: the records, with the membership fault sites in front of
 // the writes (membership.heartbeat_write for heartbeats, lease.before_write for ownership
@@ -50,15 +59,20 @@ class NodeActions : public membership::Actions {
   // Every pointer is owned by hafsd's main and outlives this object. `mirror` (the partner's
   // ring, kept by this node's mirror receiver), `sender` and `faults` may be null. `faults` is
   // hafsd's registry: the takeover replay writes through the destage fault sites like the destager.
+  // `receiver` (the mirror's, null without mirroring) is what a takeover freezes.
   NodeActions(uint32_t node_id, std::vector<fs::Volume*> volumes, fs::Filesystem* filesystem,
               nvcache::NvCache* cache, nvcache::DestageTarget* target, nvcache::Store* mirror,
-              interconnect::MirrorSender* sender, Logger logger, FaultRegistry* faults = nullptr);
+              interconnect::MirrorSender* sender, interconnect::MirrorReceiver* receiver,
+              Logger logger, FaultRegistry* faults = nullptr);
 
   void fence(membership::VolumeId volume) override;
-  Status take_over(membership::VolumeId volume, uint64_t epoch) override;
+  Status take_over(membership::VolumeId volume, uint64_t epoch, const membership::TakeoverPlan& plan,
+                   uint64_t* replay_next_lsn) override;
+  Status freeze_partner_mirror() override;
+  void thaw_partner_mirror() override;
   void serve(membership::VolumeId volume, uint64_t epoch) override;
   Status release(membership::VolumeId volume) override;
-  void discard(membership::VolumeId volume) override;
+  uint64_t discard(membership::VolumeId volume, uint64_t below_lsn) override;
   void set_degraded(bool degraded) override;
   ~NodeActions() override;
 
@@ -77,14 +91,18 @@ class NodeActions : public membership::Actions {
     uint64_t epoch;
     std::thread thread;
     std::atomic<bool> done{false};
-    Status result;  // written by the thread before `done`
+    Status result;       // written by the thread before `done`
+    uint64_t value = 0;  // ... and what the action reports with it (a replay's next LSN)
   };
   fs::Volume* find(membership::VolumeId id) const;
   // Starts `work` for `id` in the background, or reports on the job already there: kInProgress
   // while it runs; its result, once, when it is the same action (kind and epoch); a finished job
   // of another action is forgotten (its result is stale) and `work` starts.
-  Status in_background(membership::VolumeId id, Job::Kind kind, uint64_t epoch, std::function<Status()> work);
-  Status take_over_now(fs::Volume* v, uint64_t epoch);
+  // `work` may report a value (Job::value), handed back through `value` with its result.
+  Status in_background(membership::VolumeId id, Job::Kind kind, uint64_t epoch,
+                       std::function<Status(uint64_t* value)> work, uint64_t* value = nullptr);
+  Status take_over_now(fs::Volume* v, uint64_t epoch, const membership::TakeoverPlan& plan,
+                       uint64_t* replay_next_lsn);
 
   const uint32_t node_id_;
   const std::vector<fs::Volume*> volumes_;
@@ -93,6 +111,7 @@ class NodeActions : public membership::Actions {
   nvcache::DestageTarget* const target_;
   nvcache::Store* const mirror_;
   interconnect::MirrorSender* const sender_;
+  interconnect::MirrorReceiver* const receiver_;
   const Logger log_;
   FaultRegistry* const faults_;
   mutable std::mutex mu_;

@@ -9,10 +9,13 @@
 //       --fault-after N arms the --fault sites only once N writes were acknowledged, so a crash
 //       test can land a fault in the middle of a run instead of on its first record
 //   hafs-nvlog scan --store PATH [--mode ...] [--records]
-//       prints the header, every record (--records), and why the scan ended
-//   hafs-nvlog replay --store PATH --volume NAME:ID:DIR...
+//       prints the header, every record (--records), and why the scan ended; exits 0 at a
+//       clean end, 3 at a torn or corrupt tail, 4 when the ring is damaged inside
+//       (valid records follow the bad one: docs/log-format.md, "Torn tail or damage")
+//   hafs-nvlog replay --store PATH --volume NAME:ID:DIR... [--accept-damage]
 //       applies every valid record of the given volumes to their directories on the storage
-//       medium (newest wins, synced): what a takeover does with the partner's mirror
+//       medium (newest wins, synced): what a takeover does with the partner's mirror. A damaged
+//       ring is refused unless --accept-damage (then the records before the damage are applied)
 #include "tools/cli.h"
 #include <unistd.h>
 
@@ -53,7 +56,7 @@ int main(int argc, char** argv) {
   std::string path, mode_text = "pmem";
   uint64_t size = 64u << 20, count = 1000, seed = 1, fault_after = 0;
   uint32_t node = 1, payload = 4096, threads = 1;
-  bool records = false;
+  bool records = false, accept_damage = false;
   std::vector<std::string> faults;
 
   auto* fmt = app.add_subcommand("format", "write an empty ring over a new or existing file");
@@ -63,6 +66,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> volume_specs;
   replay->add_option("--store", path, "ring file (an NV log or a mirror of one)")->required();
   replay->add_option("--volume", volume_specs, "NAME:ID:DIR of a volume whose records to apply")->required();
+  replay->add_flag("--accept-damage", accept_damage,
+                   "apply the records before damage inside the ring (the rest is lost); without it a damaged ring is refused");
   for (auto* sub : {fmt, app_append, scan}) {
     sub->add_option("--store", path, "ring file")->required();
     sub->add_option("--mode", mode_text, "store mode: pmem (mapped, default) or file (fdatasync)")
@@ -93,7 +98,8 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto store = open_store(mode, path, 0);
+  // A scan only looks, also at the ring of a running hafsd (which holds the lock).
+  auto store = open_store(mode, path, 0, *scan ? StoreLock::kNone : StoreLock::kExclusive);
   if (!store) return fail(store.status());
 
   if (*replay) {
@@ -118,7 +124,7 @@ int main(int argc, char** argv) {
       return nullptr;
     };
     fs::VolumeTarget target(find, Logger("replay", LogLevel::kInfo));
-    auto rep = replay_ring(**store, target, [&](uint32_t id) { return find(id) != nullptr; }, nullptr,
+    auto rep = replay_ring(**store, target, [&](uint32_t id, uint64_t) { return find(id) != nullptr; }, accept_damage, nullptr,
                            Logger("replay", LogLevel::kInfo));
     if (!rep) return fail(rep.status());
     std::printf("replayed %" PRIu64 " extents (%" PRIu64 " bytes) of %" PRIu64
@@ -148,7 +154,7 @@ int main(int argc, char** argv) {
     std::printf("%" PRIu64 " valid records, %" PRIu64 " payload bytes; next LSN %" PRIu64 "; %s: %s\n",
                 rec->records, rec->payload_bytes, rec->next_lsn, scan_end_name(rec->end),
                 rec->end_message.c_str());
-    return rec->end == ScanEnd::kClean ? 0 : 3;
+    return rec->end == ScanEnd::kClean ? 0 : rec->end == ScanEnd::kDamaged ? 4 : 3;
   }
 
   // append

@@ -42,9 +42,9 @@ using testing::HafsdSpec;
 // found there. Both files are only read. Returns "" when they agree, else what differs.
 std::string compare_ring_and_mirror(const std::string& primary_path, const std::string& mirror_path,
                                     uint64_t* records = nullptr) {
-  auto p = nvcache::open_store(nvcache::StoreMode::kPmem, primary_path, 0);
+  auto p = nvcache::open_store(nvcache::StoreMode::kPmem, primary_path, 0, nvcache::StoreLock::kNone);
   if (!p) return "cannot open the primary: " + p.status().to_string();
-  auto m = nvcache::open_store(nvcache::StoreMode::kPmem, mirror_path, 0);
+  auto m = nvcache::open_store(nvcache::StoreMode::kPmem, mirror_path, 0, nvcache::StoreLock::kNone);
   if (!m) return "cannot open the mirror: " + m.status().to_string();
   if ((*p)->size() != (*m)->size())
     return "sizes differ: " + std::to_string((*p)->size()) + " vs " + std::to_string((*m)->size());

@@ -34,6 +34,10 @@ OwnershipRecord sample_ownership() {
   r.renew_counter = 99;
   r.lease_ms = 2000;
   r.flags = kOwnFlagHandover;
+  r.cluster_id = 0x1122334455667788ull;
+  r.replay_node = 1;
+  r.replay_epoch = 3;
+  r.replay_next_lsn = 4242;
   return r;
 }
 
@@ -61,6 +65,8 @@ TEST(RecordsTest, OwnershipRoundTripAndLayout) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(b.data()), 8), "HAFSOWN1");
   EXPECT_EQ(std::to_integer<int>(b[own_off::kEpoch]), 0x08);
   EXPECT_EQ(std::to_integer<int>(b[own_off::kEpoch + 7]), 0x01);
+  EXPECT_EQ(std::to_integer<int>(b[own_off::kClusterId]), 0x88);
+  EXPECT_EQ(std::to_integer<int>(b[own_off::kReplayNextLsn]), 4242 & 0xff);
   for (size_t i = kEncodedOwnership; i < kRecordBlockBytes; ++i)
     ASSERT_EQ(std::to_integer<int>(b[i]), 0) << "byte " << i << " after the record";
 }
@@ -71,6 +77,7 @@ TEST(RecordsTest, HeartbeatRoundTripAndLayout) {
   h.counter = 12345;
   h.incarnation = 0xfeedfacecafebeefull;
   h.state = 4;
+  h.cluster_id = 77;
   RecordBlock b{};
   encode_heartbeat(h, b);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(b.data()), 8), "HAFSNHB1");
@@ -80,6 +87,37 @@ TEST(RecordsTest, HeartbeatRoundTripAndLayout) {
   EXPECT_EQ(r->counter, 12345u);
   EXPECT_EQ(r->incarnation, h.incarnation);
   EXPECT_EQ(r->state, 4u);
+  EXPECT_EQ(r->cluster_id, 77u);
+}
+
+TEST(RecordsTest, MirrorMarkRoundTripAndRules) {
+  MirrorMarkRecord m;
+  m.node_id = 2;
+  m.cluster_id = 9;
+  m.ring_id = 0xabcdef;
+  m.outdated = true;
+  m.from_pos = 4096;
+  m.lag_bytes = 12288;
+  m.counter = 3;
+  RecordBlock b{};
+  encode_mirror_mark(m, b);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(b.data()), 8), "HAFSMMK1");
+  auto r = decode_mirror_mark(b);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->node_id, 2u);
+  EXPECT_TRUE(r->outdated);
+  EXPECT_EQ(r->from_pos, 4096u);
+  EXPECT_EQ(r->lag_bytes, 12288u);
+  EXPECT_EQ(r->ring_id, 0xabcdefu);
+  RecordBlock c = b;
+  put_le<uint32_t>(c, mark_off::kOutdated, 2);
+  put_le<uint32_t>(c, mark_off::kCrc, crc32c(c.data(), mark_off::kCrc));
+  EXPECT_TRUE(contains(decode_mirror_mark(c).status().message(), "outdated is 2"));
+  c = b;
+  c[mark_off::kFromPos] ^= std::byte{1};
+  EXPECT_TRUE(contains(decode_mirror_mark(c).status().message(), "CRC mismatch"));
+  EXPECT_EQ(mirror_mark_record_name(2), "node-2.mirror");
+  EXPECT_TRUE(valid_record_name(mirror_mark_record_name(2)));
 }
 
 TEST(RecordsTest, EveryTornPrefixOfAnOwnershipRecordIsRefused) {
@@ -122,8 +160,15 @@ TEST(RecordsTest, OwnershipFieldRulesAreChecked) {
   }
   {
     RecordBlock c = b;
-    set_own_field<uint32_t>(c, own_off::kVersion, 2);
-    expect_own_error(c, "unsupported ownership version 2");
+    // Version 1 records (no cluster id, no replay fields) are refused, not misread.
+    set_own_field<uint32_t>(c, own_off::kVersion, 1);
+    expect_own_error(c, "unsupported ownership version 1");
+  }
+  {
+    RecordBlock c = b;
+    set_own_field<uint32_t>(c, own_off::kFlags, kOwnFlagReplayPending);
+    set_own_field<uint32_t>(c, own_off::kReplayNode, 0);
+    expect_own_error(c, "pending replay of node 0");
   }
   {
     RecordBlock c = b;
@@ -329,10 +374,12 @@ TEST(MonitorConfigTest, ValidationRefusesImpossibleSettings) {
   SimDisk disk(1);
   struct NoActions : Actions {
     void fence(VolumeId) override {}
-    Status take_over(VolumeId, uint64_t) override { return Status::ok(); }
+    Status take_over(VolumeId, uint64_t, const TakeoverPlan&, uint64_t*) override { return Status::ok(); }
+    Status freeze_partner_mirror() override { return Status::ok(); }
+    void thaw_partner_mirror() override {}
     void serve(VolumeId, uint64_t) override {}
     Status release(VolumeId) override { return Status::ok(); }
-    void discard(VolumeId) override {}
+    uint64_t discard(VolumeId, uint64_t) override { return 0; }
     void set_degraded(bool) override {}
   } actions;
   MonitorConfig bad = c;

@@ -30,10 +30,10 @@ inline uint64_t test_seed(uint64_t fallback) {
 }
 
 struct Event {
-  enum Kind { kFence, kTakeOver, kServe, kRelease, kDiscard, kDegraded, kNotDegraded };
+  enum Kind { kFence, kTakeOver, kServe, kRelease, kDiscard, kDegraded, kNotDegraded, kFreeze, kThaw };
   Kind kind;
   VolumeId volume = 0;
-  uint64_t epoch = 0;
+  uint64_t epoch = 0;  // for kDiscard: the LSN bound below which records were dropped
   Millis at{0};
 };
 
@@ -48,8 +48,13 @@ class RecordingActions final : public Actions {
     EXPECT_TRUE(serving.count(v)) << "fence of volume " << v << ", which is not served";
     serving.erase(v);
   }
-  Status take_over(VolumeId v, uint64_t epoch) override {
+  Status take_over(VolumeId v, uint64_t epoch, const TakeoverPlan& plan, uint64_t* replay_next_lsn) override {
     log(Event::kTakeOver, v, epoch);
+    plans[{v, epoch}] = plan;
+    if (plan.replay_node != kNoNode) {
+      EXPECT_TRUE(frozen) << "take_over of volume " << v << " replays the partner's mirror while it is not frozen (I8)";
+    }
+    *replay_next_lsn = plan.replay_node != kNoNode ? replay_next_lsn_to_report : 0;
     EXPECT_FALSE(serving.count(v)) << "take_over of volume " << v << " while serving it";
     if (fail_take_overs > 0) {
       --fail_take_overs;
@@ -87,10 +92,31 @@ class RecordingActions final : public Actions {
     }
     return Status::ok();
   }
-  void discard(VolumeId v) override {
-    log(Event::kDiscard, v, 0);
+  Status freeze_partner_mirror() override {
+    log(Event::kFreeze, 0, 0);
+    EXPECT_FALSE(frozen) << "freeze of a frozen mirror";
+    if (on_freeze) on_freeze();
+    if (fail_freezes > 0) {
+      --fail_freezes;
+      return Status::error(Code::kTimedOut, "simulated freeze timeout");
+    }
+    frozen = true;
+    return Status::ok();
+  }
+  void thaw_partner_mirror() override {
+    log(Event::kThaw, 0, 0);
+    if (on_thaw) on_thaw();
+    EXPECT_TRUE(frozen) << "thaw of a mirror that is not frozen";
+    frozen = false;
+  }
+  // Drops the staged LSNs of `v` below `below_lsn` (staged[v]: what the data path holds of it).
+  uint64_t discard(VolumeId v, uint64_t below_lsn) override {
+    log(Event::kDiscard, v, below_lsn);
     EXPECT_FALSE(serving.count(v)) << "discard of volume " << v << " while serving it";
-    if (on_discard) on_discard(v);
+    if (on_discard) on_discard(v, below_lsn);
+    auto& lsns = staged[v];
+    lsns.erase(lsns.begin(), lsns.lower_bound(below_lsn));
+    return lsns.size();
   }
   void set_degraded(bool d) override {
     log(d ? Event::kDegraded : Event::kNotDegraded, 0, 0);
@@ -119,7 +145,14 @@ class RecordingActions final : public Actions {
   int fail_releases = 0;
   int take_over_calls_in_progress = 0;  // the next N take_over calls answer kInProgress
   int release_calls_in_progress = 0;    // the next N release calls answer kInProgress
-  std::function<void(VolumeId)> on_discard;
+  int fail_freezes = 0;
+  bool frozen = false;                  // the partner's mirror, as this data path holds it
+  uint64_t replay_next_lsn_to_report = 1000;  // what a replay says it read up to
+  std::map<std::pair<VolumeId, uint64_t>, TakeoverPlan> plans;  // take_over's plan by (volume, epoch)
+  std::map<VolumeId, std::set<uint64_t>> staged;  // staged record LSNs per volume (for discard)
+  std::function<void(VolumeId, uint64_t)> on_discard;
+  std::function<void()> on_freeze;
+  std::function<void()> on_thaw;
   std::function<void(VolumeId, uint64_t)> on_take_over;  // inside take_over, after the checks
 
  private:
@@ -170,10 +203,17 @@ class SimPair {
     actions_[i] = std::make_unique<RecordingActions>(*clock_[i]);
     // Dropping staged records is only right when another node owns the volume now (it
     // replayed the acknowledged ones); anything else loses acknowledged writes.
-    actions_[i]->on_discard = [this, i](VolumeId v) {
+    // And then only what it replayed: the records below the LSN its record says it read (I7).
+    actions_[i]->on_discard = [this, i](VolumeId v, uint64_t below) {
       auto rec = record(v);
-      EXPECT_TRUE(rec && rec->owner != (i == 0 ? kA : kB))
+      const NodeId self = i == 0 ? kA : kB;
+      EXPECT_TRUE(rec && rec->owner != self)
           << "node " << i << " discarded volume " << v << " that nobody else owns";
+      if (rec && rec->replay_node == self && (rec->replay_pending() || own_outdated_[i])) {
+        EXPECT_TRUE(rec->replay_pending() ? below == 0 : below <= rec->replay_next_lsn)
+            << "node " << i << " discarded volume " << v << " below LSN " << below
+            << ", past what its owner replayed";
+      }
     };
     config_[i].incarnation = rng_();
     auto m = Monitor::create(config_[i], *clock_[i], port(i), *actions_[i],
@@ -195,6 +235,8 @@ class SimPair {
   void wake(int i) { hung_[i] = false; }  // SIGCONT
   void set_cut(bool cut) { cut_ = cut; }
   void set_in_sync(bool in_sync) { in_sync_ = in_sync; }
+  // Node i marked its partner's mirror of its log outdated (Observation::own_mirror_outdated).
+  void set_own_outdated(int i, bool outdated) { own_outdated_[i] = outdated; }
   void set_random_order(bool random) { random_order_ = random; }
 
   Observation observation(int i) const {
@@ -202,6 +244,7 @@ class SimPair {
     Observation o;
     o.interconnect_alive = !cut_ && running(j) && !hung_[j] && running(i) && !hung_[i];
     o.mirror_in_sync = in_sync_;
+    o.own_mirror_outdated = own_outdated_[i];
     return o;
   }
 
@@ -310,6 +353,7 @@ class SimPair {
   std::array<bool, 2> hung_{};
   bool cut_ = false;
   bool in_sync_ = true;
+  std::array<bool, 2> own_outdated_{};
   bool random_order_ = false;
   Millis elapsed_{0};
   std::map<VolumeId, uint64_t> max_epoch_;

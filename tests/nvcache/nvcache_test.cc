@@ -439,7 +439,7 @@ TEST_F(NvCacheTest, ReplayOfAMirrorAppliesOnlyTheSelectedVolume) {
   }
   MemStore mirror(store_.bytes());  // the partner's byte copy of this ring
   MemTarget medium;
-  auto report = replay_ring(mirror, medium, [](uint32_t v) { return v == 2; }, nullptr,
+  auto report = replay_ring(mirror, medium, [](uint32_t v, uint64_t) { return v == 2; }, false, nullptr,
                             Logger("replay", LogLevel::kError));
   ASSERT_TRUE(report.is_ok()) << report.status().to_string();
   EXPECT_EQ(report->ring.records, 5u);

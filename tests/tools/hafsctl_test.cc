@@ -142,8 +142,11 @@ const Schema kDestage = {{"passes", T::kUnsigned}, {"bytes", T::kUnsigned}, {"er
                          {"last_error", T::kString}};
 const Schema kVolume = {{"name", T::kString}, {"id", T::kUnsigned}, {"path", T::kString},
                         {"mode", T::kString}, {"home", T::kUnsigned}, {"degraded_policy", T::kString},
-                        {"owner", T::kUnsigned}, {"epoch", T::kUnsigned}, {"state", T::kString}};
+                        {"owner", T::kUnsigned}, {"epoch", T::kUnsigned}, {"state", T::kString},
+                        {"blocked", T::kString}, {"kept_extents", T::kUnsigned},
+                        {"replay_pending", T::kBool}};
 const Schema kMirror = {{"partner", T::kUnsigned}, {"state", T::kString}, {"degraded", T::kBool},
+                        {"outdated_marked", T::kBool},
                         {"filled_pos", T::kUnsigned}, {"mirrored_pos", T::kUnsigned},
                         {"lag_bytes", T::kUnsigned}, {"lag_lsns", T::kUnsigned},
                         {"resync_bytes_left", T::kUnsigned}, {"resync", T::kObject},
@@ -156,7 +159,8 @@ const Schema kMirrorIn = {{"connected", T::kBool}, {"ring_id", T::kString}, {"se
                           {"acked_pos", T::kUnsigned}, {"trim_lsn", T::kUnsigned},
                           {"commits", T::kUnsigned}, {"bytes_committed", T::kUnsigned},
                           {"refused", T::kUnsigned}, {"last_refusal", T::kString},
-                          {"partner_epoch", T::kUnsigned}, {"ms_since_heard", T::kInteger}};
+                          {"partner_epoch", T::kUnsigned}, {"frozen", T::kBool},
+                          {"ms_since_heard", T::kInteger}};
 const Schema kFault = {{"site", T::kString}, {"action", T::kString}, {"once", T::kBool},
                        {"probability", T::kNumber}, {"fired", T::kUnsigned}};
 

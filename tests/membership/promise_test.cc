@@ -1,0 +1,240 @@
+// The rules that keep an acknowledged write through failures in sequence (issue "Acknowledged
+// writes are lost under a short pause, a second failure, ..."), in simulated time: the mirror
+// is frozen before a takeover's claim (I8), a mirror marked outdated is never taken over from
+// (I7), a replay is applied at most once (I8), a node discards only what the new owner replayed,
+// and a second process with a node's identity stops. docs/membership.md gives the reasons.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "membership/mirror_mark.h"
+#include "tests/membership/sim_pair.h"
+
+namespace hafs::membership::testing {
+namespace {
+
+constexpr int A = 0;
+constexpr int B = 1;
+
+void bring_up(SimPair& p) {
+  p.start_both();
+  p.run(Millis(4000));
+  ASSERT_TRUE(p.serving(A, 1));
+  ASSERT_TRUE(p.serving(B, 3));
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Case 1: A pauses just past its lease. B freezes its mirror of A's log before its claim can be
+// read by anyone, replays A's records of epoch 1 only, records the replay as done before serving,
+// and thaws only then. A, awake, keeps its records while B's replay is pending and afterwards
+// drops only those below the LSN B says it read. The rest it keeps when it had acknowledged
+// writes without the mirror (its mark set; here, as after a DEGRADED spell): B never saw them.
+TEST(PromiseTest, PausePastTheLeaseFreezesTheMirrorBeforeTheClaim) {
+  int taken = 0, kept = 0;
+  for (int pause_ms : {1200, 2000, 2300, 2600, 2800, 2900, 3000, 3100, 3200, 3400, 4000, 6000}) {
+    SCOPED_TRACE("pause " + std::to_string(pause_ms) + " ms");
+    SimPair p(100 + static_cast<uint64_t>(pause_ms));
+    bring_up(p);
+    p.set_own_outdated(A, true);
+    p.actions(A).staged[1] = {500, 999, 1000, 1500};  // 1000 and 1500: beyond B's replay (1000)
+    bool froze_before_claim = false, thawed_after_done = false;
+    p.actions(B).on_freeze = [&] { froze_before_claim = p.record(1) && p.record(1)->owner == kA; };
+    p.actions(B).on_thaw = [&] {
+      thawed_after_done = !p.record(1)->replay_pending() && p.record(1)->replay_next_lsn == 1000;
+    };
+    p.hang(A);
+    p.run(Millis(pause_ms));
+    p.wake(A);
+    p.run(Millis(8000));
+    if (p.record(1)->owner == kB) {
+      ++taken;
+      EXPECT_TRUE(froze_before_claim);
+      EXPECT_TRUE(thawed_after_done);
+      const auto plan = p.actions(B).plans.at({1, p.record(1)->epoch});
+      EXPECT_EQ(plan.replay_node, kA);
+      EXPECT_EQ(plan.replay_epoch, 1u);
+      EXPECT_TRUE(p.serving(B, 1));
+      EXPECT_FALSE(p.actions(B).frozen);
+      // A dropped exactly what B read, kept what it did not, and says so.
+      EXPECT_EQ(p.actions(A).staged[1], (std::set<uint64_t>{1000, 1500}));
+      EXPECT_EQ(p.view(A, 1).kept_extents, 2u);
+      EXPECT_TRUE(contains(p.view(A, 1).blocked, "did not replay")) << p.view(A, 1).blocked;
+    } else {
+      // A woke in time and kept (or re-claimed) it: nothing was discarded.
+      ++kept;
+      EXPECT_EQ(p.record(1)->owner, kA);
+      EXPECT_EQ(p.actions(A).staged[1].size(), 4u);
+      EXPECT_FALSE(p.actions(B).frozen);
+    }
+  }
+  // Both sides of the lease were exercised.
+  EXPECT_GE(taken, 3);
+  EXPECT_GE(kept, 2);
+}
+
+// Case 2: A acknowledged writes without its mirror and marked it outdated; then A died. B never
+// takes A's volumes over from that mirror, says why, and waits for A — or for an operator who
+// accepts the loss.
+TEST(PromiseTest, NoTakeoverFromAMirrorMarkedOutdated) {
+  SimPair p(7);
+  bring_up(p);
+  MirrorMark mark(p.port(A), kA, p.config(A).cluster_id);
+  ASSERT_TRUE(mark.set_outdated(0x1234, 4096, 8192).is_ok());
+  p.kill(A);
+  p.run(Millis(20'000));
+  for (VolumeId v : {1u, 2u}) {
+    EXPECT_EQ(p.record(v)->owner, kA) << "volume " << v;
+    EXPECT_EQ(p.actions(B).count(Event::kTakeOver, v), 0u);
+    EXPECT_TRUE(contains(p.view(B, v).blocked, "outdated")) << p.view(B, v).blocked;
+  }
+  EXPECT_TRUE(p.monitor(B)->status().partner_mirror_outdated);
+  EXPECT_EQ(p.monitor(B)->status().partner_mirror_lag_bytes, 8192u);
+  EXPECT_EQ(p.actions(B).count(Event::kFreeze), 0u);
+
+  // The operator accepts losing vol1's unmirrored writes: B takes it over, damage accepted too.
+  ASSERT_TRUE(p.monitor(B)->request_accept_loss(1).is_ok());
+  EXPECT_EQ(p.monitor(B)->request_accept_loss(3).code(), Code::kInvalidArgument);
+  ASSERT_TRUE(p.run_until([&] { return p.serving(B, 1); }, Millis(10'000)));
+  EXPECT_TRUE(p.actions(B).plans.at({1, p.record(1)->epoch}).accept_damage);
+  EXPECT_EQ(p.record(2)->owner, kA);  // the other volume still waits
+
+  // A returns: it re-claims vol2 from its own log, and keeps its vol1 records B never saw.
+  p.set_own_outdated(A, true);
+  p.start(A);
+  p.actions(A).staged[1] = {5000};
+  ASSERT_TRUE(p.run_until([&] { return p.serving(A, 2); }, Millis(15'000)));
+  p.run(Millis(2000));
+  EXPECT_EQ(p.actions(A).staged[1], (std::set<uint64_t>{5000}));
+  EXPECT_EQ(p.view(A, 1).kept_extents, 1u);
+}
+
+// Without its mark, everything A had acknowledged was in B's mirror: what B's replay did not
+// read was never acknowledged, and A drops it all.
+TEST(PromiseTest, WithoutTheMarkTheLosingNodeDropsWhatTheReplayDidNotRead) {
+  SimPair p(14);
+  bring_up(p);
+  p.actions(A).staged[1] = {500, 1000, 1500};
+  p.hang(A);
+  p.run(Millis(6000));
+  p.wake(A);
+  p.run(Millis(6000));
+  ASSERT_EQ(p.record(1)->owner, kB);
+  EXPECT_TRUE(p.actions(A).staged[1].empty());
+  EXPECT_EQ(p.view(A, 1).kept_extents, 0u);
+  EXPECT_TRUE(p.view(A, 1).blocked.empty()) << p.view(A, 1).blocked;
+}
+
+// The mark is read before every claim, not once: a mark cleared by the returning owner lets the
+// next takeover go ahead.
+TEST(PromiseTest, AClearedMarkAllowsTheTakeover) {
+  SimPair p(8);
+  bring_up(p);
+  MirrorMark mark(p.port(A), kA, p.config(A).cluster_id);
+  ASSERT_TRUE(mark.set_outdated(1, 0, 100).is_ok());
+  ASSERT_TRUE(mark.clear(1).is_ok());
+  p.kill(A);
+  ASSERT_TRUE(p.run_until([&] { return p.serving(B, 1) && p.serving(B, 2); }, Millis(15'000)));
+  EXPECT_FALSE(p.monitor(B)->status().partner_mirror_outdated);
+}
+
+// Case 3: after a takeover B self-fences and re-claims. The re-claim is over B's own record,
+// whose replay is done: A's mirror is not replayed again over what B wrote meanwhile.
+TEST(PromiseTest, ReclaimAfterSelfFenceNeverReplaysTheMirrorAgain) {
+  SimPair p(9);
+  bring_up(p);
+  p.kill(A);
+  ASSERT_TRUE(p.run_until([&] { return p.serving(B, 1); }, Millis(15'000)));
+  const uint64_t e1 = p.record(1)->epoch;
+  EXPECT_EQ(p.actions(B).plans.at({1, e1}).replay_node, kA);
+  EXPECT_FALSE(p.record(1)->replay_pending());
+  EXPECT_EQ(p.record(1)->replay_next_lsn, 1000u);
+  p.port(B).fail_next_write_of(ownership_record_name(1));  // the next renewal fails: fence
+  ASSERT_TRUE(p.run_until([&] { return p.record(1)->epoch > e1 && p.serving(B, 1); }, Millis(15'000)));
+  const uint64_t e2 = p.record(1)->epoch;
+  EXPECT_EQ(p.actions(B).plans.at({1, e2}).replay_node, kNoNode) << "the mirror was replayed a second time";
+  EXPECT_EQ(p.record(1)->replay_node, kA);  // the history stays: A may still discard by it
+  EXPECT_EQ(p.record(1)->replay_next_lsn, 1000u);
+  EXPECT_FALSE(p.actions(B).frozen);
+}
+
+// A takeover interrupted mid-replay (B killed) is done again by B's next life before serving:
+// the record says the replay is pending, so the re-claim replays (nobody served in between).
+TEST(PromiseTest, ARestartMidReplayReplaysAgainBeforeServing) {
+  SimPair p(10);
+  bring_up(p);
+  p.kill(A);
+  p.actions(B).take_over_calls_in_progress = 1'000'000;  // the replay never ends in this life
+  ASSERT_TRUE(p.run_until([&] { return p.record(1)->owner == kB; }, Millis(15'000)));
+  p.run(Millis(1000));
+  EXPECT_TRUE(p.record(1)->replay_pending());
+  EXPECT_FALSE(p.serving(B, 1));
+  p.kill(B);
+  p.start(B);
+  ASSERT_TRUE(p.run_until([&] { return p.serving(B, 1); }, Millis(15'000)));
+  const auto plan = p.actions(B).plans.at({1, p.record(1)->epoch});
+  EXPECT_EQ(plan.replay_node, kA);
+  EXPECT_EQ(plan.replay_epoch, 1u);
+  EXPECT_FALSE(p.record(1)->replay_pending());
+}
+
+// A mirror that cannot be frozen is not taken over from (the claim waits and is retried).
+TEST(PromiseTest, NoClaimWhileTheMirrorCannotBeFrozen) {
+  SimPair p(11);
+  bring_up(p);
+  p.actions(B).fail_freezes = 3;
+  p.kill(A);
+  ASSERT_TRUE(p.run_until([&] { return p.serving(B, 1); }, Millis(20'000)));
+  EXPECT_GE(p.actions(B).count(Event::kFreeze), 4u);
+}
+
+// Case 5: a second process with A's identity (same id, same medium). The one that starts second
+// sees A's heartbeat move under another incarnation during its start-up watch and stops before
+// it writes anything; A goes on serving at the same epoch.
+TEST(PromiseTest, ASecondProcessWithANodesIdentityStops) {
+  SimPair p(12);
+  bring_up(p);
+  const uint64_t epoch = p.record(1)->epoch;
+  SimClock clock(Millis(50'000));
+  RecordingActions actions(clock);
+  MonitorConfig twin = p.config(A);
+  twin.incarnation = p.config(A).incarnation + 1;
+  auto m = Monitor::create(twin, clock, p.port(A), actions, Logger("twin", LogLevel::kWarn));
+  ASSERT_TRUE(m.is_ok());
+  for (int i = 0; i < 400; ++i) {
+    p.run(Millis(10));
+    clock.advance(Millis(10));
+    if (clock.now() >= (*m)->next_tick_at()) (*m)->tick(Observation{});
+  }
+  EXPECT_TRUE(contains((*m)->status().identity_conflict, "another process")) << (*m)->status().identity_conflict;
+  EXPECT_TRUE(actions.events.empty()) << "the twin acted";
+  EXPECT_TRUE(p.serving(A, 1));
+  EXPECT_EQ(p.record(1)->epoch, epoch);
+  EXPECT_TRUE(p.monitor(A)->status().identity_conflict.empty());
+}
+
+// A record of another cluster (two pairs on one membership directory) is never taken.
+TEST(PromiseTest, RecordsOfAnotherClusterAreNeverTaken) {
+  SimPair p(13);
+  p.config(A).cluster_id = 5;
+  p.config(B).cluster_id = 5;
+  OwnershipRecord foreign;
+  foreign.volume_id = 3;
+  foreign.owner = 9;
+  foreign.home = kB;
+  foreign.epoch = 4;
+  foreign.cluster_id = 6;
+  RecordBlock block{};
+  encode_ownership(foreign, block);
+  ASSERT_TRUE(p.port(B).write(ownership_record_name(3), block).is_ok());
+  p.start_both();
+  p.run(Millis(10'000));
+  EXPECT_FALSE(p.serving(B, 3));
+  EXPECT_FALSE(p.serving(A, 3));
+  EXPECT_EQ(p.record(3)->cluster_id, 6u);  // untouched
+  EXPECT_TRUE(contains(p.view(B, 3).blocked, "another cluster"));
+  EXPECT_TRUE(p.serving(B, 4));
+}
+
+}  // namespace
+}  // namespace hafs::membership::testing

@@ -1,0 +1,161 @@
+// Damage inside the log is never its end (invariant I5, docs/log-format.md "Torn tail or
+// damage"): a ring of many acknowledged records gets one byte edited in the middle, and
+// recovery must refuse it (kDataLoss, naming the damaged range) instead of serving the records
+// before it as if nothing came after. The same edit among the last kMaxRecordsInFlight records
+// is a torn tail (they may never have been acknowledged) and ends the log quietly.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "nvcache/log_reader.h"
+#include "nvcache/log_writer.h"
+#include "nvcache/nvcache.h"
+#include "tests/nvcache/mem_target.h"
+
+namespace hafs::nvcache {
+namespace {
+
+using testing::MemTarget;
+
+constexpr uint64_t kRingBytes = kDataOffset + 1024 * 1024;
+constexpr int kRecords = 300;
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+NvCacheOptions quiet() {
+  NvCacheOptions o;
+  o.logger = Logger("damage-test", LogLevel::kError);
+  return o;
+}
+
+class DamageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(Log::format(store_, 3, 0x5151).is_ok());
+    MemTarget unused;
+    auto cache = NvCache::open(store_, unused, quiet());
+    ASSERT_TRUE(cache.is_ok()) << cache.status().to_string();
+    for (int i = 0; i < kRecords; ++i) {
+      std::vector<std::byte> data(100 + i % 7 * 50, std::byte(i & 0xff));
+      ASSERT_TRUE((*cache)->write(ObjectId{1, "f" + std::to_string(i % 9)}, 1, uint64_t(i) * 512, data).is_ok());
+    }
+    auto rec = scan_ring(store_, [&](const RecordView& v) { pos_.push_back(v.header.pos); keylen_.push_back(v.header.key_len); });
+    ASSERT_TRUE(rec.is_ok());
+    ASSERT_EQ(pos_.size(), static_cast<size_t>(kRecords));
+  }
+  std::byte* record(int i) { return store_.bytes().data() + kDataOffset + pos_[i]; }
+
+  // Recovery refuses the ring and names LSN i + 1 as the first damaged record.
+  void expect_damage_at(int i) {
+    auto rec = scan_ring(store_, [](const RecordView&) {});
+    ASSERT_TRUE(rec.is_ok()) << rec.status().to_string();
+    EXPECT_EQ(rec->end, ScanEnd::kDamaged) << rec->end_message;
+    ASSERT_TRUE(rec->damage.has_value());
+    EXPECT_EQ(rec->damage->bad_lsn, static_cast<uint64_t>(i + 1));
+    EXPECT_EQ(rec->damage->last_valid_lsn, static_cast<uint64_t>(kRecords));
+    EXPECT_TRUE(contains(rec->end_message, "damaged")) << rec->end_message;
+    MemTarget target;
+    RecoveryReport report;
+    auto cache = NvCache::open(store_, target, quiet(), &report);
+    ASSERT_FALSE(cache.is_ok());
+    EXPECT_EQ(cache.status().code(), Code::kDataLoss);
+    EXPECT_TRUE(contains(cache.status().message(), "LSN " + std::to_string(i + 1))) << cache.status().message();
+    EXPECT_TRUE(report.ring.damage.has_value());
+    EXPECT_EQ(target.object_count(), 0u) << "a damaged log must not reach the medium";
+  }
+  void expect_torn_tail_at(int i) {
+    auto rec = scan_ring(store_, [](const RecordView&) {});
+    ASSERT_TRUE(rec.is_ok());
+    EXPECT_NE(rec->end, ScanEnd::kDamaged) << rec->end_message;
+    EXPECT_EQ(rec->records, static_cast<uint64_t>(i));
+    MemTarget target;
+    EXPECT_TRUE(NvCache::open(store_, target, quiet()).is_ok());
+  }
+
+  MemStore store_{kRingBytes};
+  std::vector<uint64_t> pos_;
+  std::vector<uint16_t> keylen_;
+};
+
+TEST_F(DamageTest, FlippedPayloadByteInTheMiddleIsDamage) {
+  record(100)[payload_offset(keylen_[100]) + 3] ^= std::byte{0x20};
+  expect_damage_at(100);
+}
+
+TEST_F(DamageTest, FlippedMagicByteInTheMiddleIsDamageNotACleanEnd) {
+  record(150)[rec_off::kMagic] ^= std::byte{0x01};
+  expect_damage_at(150);
+}
+
+TEST_F(DamageTest, FlippedLsnByteInTheMiddleIsDamage) {
+  record(120)[rec_off::kLsn] ^= std::byte{0x04};
+  expect_damage_at(120);
+}
+
+TEST_F(DamageTest, ZeroedRecordInTheMiddleIsDamage) {
+  std::fill(record(42), record(42) + kRecordHeaderBytes, std::byte{0});
+  expect_damage_at(42);
+}
+
+TEST_F(DamageTest, DamageAmongTheLastRecordsInFlightIsATornTail) {
+  const int i = kRecords - static_cast<int>(kMaxRecordsInFlight) + 1;
+  record(i)[payload_offset(keylen_[i]) + 1] ^= std::byte{0x10};
+  expect_torn_tail_at(i);
+}
+
+TEST_F(DamageTest, TheLastRecordTornIsATornTail) {
+  record(kRecords - 1)[payload_offset(keylen_[kRecords - 1])] ^= std::byte{0xff};
+  expect_torn_tail_at(kRecords - 1);
+}
+
+// A mirror with damage inside is refused by a takeover's replay unless the loss is accepted,
+// and then only the records before the damage are applied.
+TEST_F(DamageTest, ReplayRefusesADamagedMirrorUnlessTheLossIsAccepted) {
+  record(100)[payload_offset(keylen_[100]) + 3] ^= std::byte{0x20};
+  MemTarget target;
+  auto all = [](uint32_t, uint64_t) { return true; };
+  auto refused = replay_ring(store_, target, all, false, nullptr, Logger("replay", LogLevel::kError));
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().code(), Code::kDataLoss);
+  EXPECT_EQ(target.object_count(), 0u);
+  auto accepted = replay_ring(store_, target, all, true, nullptr, Logger("replay", LogLevel::kError));
+  ASSERT_TRUE(accepted.is_ok()) << accepted.status().to_string();
+  EXPECT_EQ(accepted->ring.next_lsn, 101u);
+}
+
+// The writer keeps at most kMaxRecordsInFlight records between reserve and complete: the next
+// reservation waits until the oldest completes. That bound is what the torn-tail rule rests on.
+TEST(InFlightBoundTest, ReservationsBeyondTheBoundWaitForTheOldestToComplete) {
+  MemStore store(kDataOffset + 4 * 1024 * 1024);
+  ASSERT_TRUE(Log::format(store, 1, 77).is_ok());
+  auto ring = scan_ring(store, [](const RecordView&) {});
+  ASSERT_TRUE(ring.is_ok());
+  auto log = Log::open(store, *ring, LogOptions{Logger("bound", LogLevel::kError), nullptr});
+  ASSERT_TRUE(log.is_ok());
+  const std::string key = "k";
+  const std::vector<std::byte> payload(64, std::byte{1});
+  std::vector<Reservation> held;
+  for (uint64_t i = 0; i < kMaxRecordsInFlight; ++i) {
+    auto r = (*log)->reserve(1, 64);
+    ASSERT_TRUE(r.is_ok());
+    held.push_back(*r);
+  }
+  auto next = std::async(std::launch::async, [&] { return (*log)->reserve(1, 64); });
+  EXPECT_EQ(next.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout)
+      << "a reservation went beyond the in-flight bound";
+  AppendSpec spec{1, 1, std::span(reinterpret_cast<const std::byte*>(key.data()), key.size()), 0, payload};
+  ASSERT_TRUE((*log)->fill(held[0], spec).is_ok());
+  ASSERT_TRUE((*log)->persist(held[0]).is_ok());
+  ASSERT_TRUE((*log)->complete(held[0]).is_ok());
+  ASSERT_EQ(next.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  auto r = next.get();
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->lsn, kMaxRecordsInFlight + 1);
+  (*log)->shutdown();
+}
+
+}  // namespace
+}  // namespace hafs::nvcache
