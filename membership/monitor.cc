@@ -468,7 +468,7 @@ void Monitor::publish() {
     view.giveback_requested = v.giveback_requested;
     view.releasing = v.releasing;
     view.replay_pending = v.replay.pending && (holds(v) || v.state == VolumeState::kClaiming);
-    view.blocked = v.blocked;
+    view.blocked = !v.blocked.empty() ? v.blocked : v.kept_note;
     view.kept_extents = v.kept_extents;
     if (holds(v)) {
       view.owner = config_.node_id;

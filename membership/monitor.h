@@ -203,7 +203,9 @@ class Monitor {
     bool planned = false;          // received by a planned hand-over: no automatic giveback
     ReplayFields replay;           // of the record we hold or claim (written with it)
     bool accept_loss = false;      // an operator allows a takeover from an outdated mirror
-    std::string blocked;           // why we do not take it over now (status); empty: nothing
+    std::string blocked;           // why we do not take it over this tick (status); empty: nothing
+    bool blocked_logged = false;   // the outdated-mirror refusal was logged (once per episode)
+    std::string kept_note;         // what discard_stale kept, for status
     uint64_t discarded_below = 0;  // the LSN bound of our last discard of it (0: none yet)
     uint64_t kept_extents = 0;     // what that discard kept (records the owner did not replay)
     // claim (kClaiming)

@@ -126,6 +126,7 @@ void Monitor::lose_volume(Vol& v, const Read& r, const char* why) {
 }
 
 void Monitor::step_volume(Vol& v) {
+  v.blocked.clear();  // each tick says anew what holds the volume back, if anything
   const Read r = read_record(v);
   switch (v.state) {
     case VolumeState::kServing:
@@ -194,6 +195,17 @@ void Monitor::try_take_over(Vol& v) {
       log_.warn("volume %u: take_over at epoch %" PRIu64 " failed (retried next tick): %s", v.id,
                 v.epoch, s.to_string().c_str());
       v.blocked = "take-over failed: " + s.to_string();
+      // A mirror that cannot be replayed (damaged inside) while its owner lives again: the
+      // owner's own NV log holds the records (it keeps them while our replay is pending), so
+      // the volume goes back to it rather than waiting for an operator.
+      if (s.code() == Code::kDataLoss && partner_disk_alive_ && v.replay.pending &&
+          v.replay.node == config_.partner_id) {
+        log_.error("volume %u: the partner's mirror cannot be replayed and node %u is alive: "
+                   "handing the volume back to it (its own NV log has the records)",
+                   v.id, config_.partner_id);
+        v.handover_attempts = 0;
+        write_handover(v);
+      }
       return;
     }
     v.blocked.clear();
@@ -273,16 +285,17 @@ bool Monitor::prepare_claim(Vol& v, const OwnershipRecord* base) {
       return false;
     }
     if (*mark && (*mark)->outdated && !v.accept_loss) {
-      const std::string why =
-          "node " + std::to_string(config_.partner_id) +
-          " marked our mirror of its NV log outdated (it acknowledged writes the mirror lacks; " +
-          std::to_string((*mark)->lag_bytes) + " bytes unmirrored when marked): not taking over; "
-          "waiting for node " + std::to_string(config_.partner_id) +
-          " to return, or `hafsctl takeover --accept-loss VOLUME` accepts losing them";
-      if (v.blocked != why) log_.error("volume %u: %s", v.id, why.c_str());
-      v.blocked = why;
+      v.blocked = "node " + std::to_string(config_.partner_id) +
+                  " marked our mirror of its NV log outdated (it acknowledged writes the mirror "
+                  "lacks; " + std::to_string((*mark)->lag_bytes) +
+                  " bytes unmirrored when marked): not taking over; waiting for node " +
+                  std::to_string(config_.partner_id) +
+                  " to return, or `hafsctl takeover --accept-loss VOLUME` accepts losing them";
+      if (!v.blocked_logged) log_.error("volume %u: %s", v.id, v.blocked.c_str());
+      v.blocked_logged = true;
       return false;
     }
+    v.blocked_logged = false;
     // I8: freeze the mirror before the claim is written: once the partner could learn of the
     // claim, nothing it does (a discard and its trim, a resync) may change what we replay.
     if (!mirror_frozen_) {
@@ -503,21 +516,19 @@ void Monitor::discard_stale(Vol& v, const OwnershipRecord& rec) {
   v.discarded_below = std::max<uint64_t>(below, 1);
   v.discard_pending = false;
   if (v.kept_extents == 0) {
-    if (v.blocked.rfind("keeps", 0) == 0) v.blocked.clear();
+    v.kept_note.clear();
     return;
   }
   if (!served_without) {
     v.discarded_below = 0;  // not a verdict yet: the owner has still to replay them
-    v.blocked = "keeps " + std::to_string(v.kept_extents) + " staged extents of it until node " +
-                std::to_string(rec.owner) + " has replayed them";
+    v.kept_note = "keeps " + std::to_string(v.kept_extents) + " staged extents of it until node " +
+                  std::to_string(rec.owner) + " has replayed them";
     return;
   }
-  const std::string why = "keeps " + std::to_string(v.kept_extents) +
-                          " staged extents of it from LSN " + std::to_string(below) +
-                          " on that node " + std::to_string(rec.owner) +
-                          " did not replay (it serves the volume without them): not destaged";
-  if (v.blocked != why) log_.error("volume %u: %s", v.id, why.c_str());
-  v.blocked = why;
+  v.kept_note = "keeps " + std::to_string(v.kept_extents) + " staged extents of it from LSN " +
+                std::to_string(below) + " on that node " + std::to_string(rec.owner) +
+                " did not replay (it serves the volume without them): not destaged";
+  log_.error("volume %u: %s", v.id, v.kept_note.c_str());
 }
 
 void Monitor::drop_kept(Vol& v, const char* why) {
@@ -526,7 +537,7 @@ void Monitor::drop_kept(Vol& v, const char* why) {
   actions_.discard(v.id, UINT64_MAX);
   v.kept_extents = 0;
   v.discarded_below = 0;
-  v.blocked.clear();
+  v.kept_note.clear();
 }
 
 bool Monitor::needs_frozen_mirror(const Vol& v) const {

@@ -178,6 +178,25 @@ TEST(PromiseTest, ARestartMidReplayReplaysAgainBeforeServing) {
   EXPECT_FALSE(p.record(1)->replay_pending());
 }
 
+// A mirror damaged inside cannot be replayed: the volume is not served ("refuse and report"),
+// and once its owner lives again it goes back to the owner, whose NV log has the records.
+TEST(PromiseTest, ADamagedMirrorIsNotServedAndGoesBackToItsLivingOwner) {
+  SimPair p(15);
+  bring_up(p);
+  p.kill(A);
+  p.actions(B).fail_take_overs = 1'000'000;
+  p.actions(B).fail_take_over_code = Code::kDataLoss;
+  ASSERT_TRUE(p.run_until([&] { return p.record(1)->owner == kB; }, Millis(15'000)));
+  p.run(Millis(5000));
+  EXPECT_FALSE(p.serving(B, 1));
+  EXPECT_TRUE(contains(p.view(B, 1).blocked, "take-over failed")) << p.view(B, 1).blocked;
+  p.start(A);
+  p.actions(A).staged[1] = {700};
+  ASSERT_TRUE(p.run_until([&] { return p.serving(A, 1); }, Millis(20'000)));
+  EXPECT_EQ(p.actions(A).staged[1], (std::set<uint64_t>{700})) << "A dropped records nobody replayed";
+  EXPECT_FALSE(p.actions(B).frozen);
+}
+
 // A mirror that cannot be frozen is not taken over from (the claim waits and is retried).
 TEST(PromiseTest, NoClaimWhileTheMirrorCannotBeFrozen) {
   SimPair p(11);

@@ -58,7 +58,7 @@ class RecordingActions final : public Actions {
     EXPECT_FALSE(serving.count(v)) << "take_over of volume " << v << " while serving it";
     if (fail_take_overs > 0) {
       --fail_take_overs;
-      return Status::error(Code::kIoError, "simulated replay failure", EIO);
+      return Status::error(fail_take_over_code, "simulated replay failure", EIO);
     }
     if (take_over_calls_in_progress > 0) {  // a replay running in the background
       --take_over_calls_in_progress;
@@ -146,6 +146,7 @@ class RecordingActions final : public Actions {
   int take_over_calls_in_progress = 0;  // the next N take_over calls answer kInProgress
   int release_calls_in_progress = 0;    // the next N release calls answer kInProgress
   int fail_freezes = 0;
+  Code fail_take_over_code = Code::kIoError;  // kDataLoss: a damaged mirror
   bool frozen = false;                  // the partner's mirror, as this data path holds it
   uint64_t replay_next_lsn_to_report = 1000;  // what a replay says it read up to
   std::map<std::pair<VolumeId, uint64_t>, TakeoverPlan> plans;  // take_over's plan by (volume, epoch)
