@@ -128,10 +128,14 @@ static_assert(sizeof(AckMsg) <= PIPE_BUF);
 // after every pwrite it reports the outcome through a pipe, stamped with the time pwrite
 // returned. It stops at the first failed write. The child uses only system calls and memory
 // prepared before the fork (the test process has threads).
+// Sequence numbers start at `first_seq`. hafs-ackcheck accepts a block whose sequence number is
+// at least the acknowledged one, so a second writer over the same blocks with a higher
+// `first_seq` leaves the first writer's acknowledgements verifiable, while a block that goes back
+// to the first writer's data fails the second writer's verify (OLDER).
 class AckWriter {
  public:
-  AckWriter(std::string dir, uint64_t seed, uint32_t files = 4, uint32_t blocks = 64)
-      : dir_(std::move(dir)), seed_(seed), files_(files), blocks_(blocks) {}
+  AckWriter(std::string dir, uint64_t seed, uint32_t files = 4, uint32_t blocks = 64, uint64_t first_seq = 1)
+      : dir_(std::move(dir)), seed_(seed), files_(files), blocks_(blocks), first_seq_(first_seq) {}
   ~AckWriter() { stop(); }
 
   bool start() {
@@ -154,7 +158,7 @@ class AckWriter {
         }
       }
       std::mt19937_64 rng(seed_);
-      for (uint64_t seq = 1;; ++seq) {
+      for (uint64_t seq = first_seq_;; ++seq) {
         const uint32_t f = static_cast<uint32_t>(rng() % files_), b = static_cast<uint32_t>(rng() % blocks_);
         make_block(f, b, seq, buf.data());
         const int64_t issued = mono_ns();
@@ -240,6 +244,7 @@ class AckWriter {
   const std::string dir_;
   const uint64_t seed_;
   const uint32_t files_, blocks_;
+  const uint64_t first_seq_;
   pid_t pid_ = -1;
   int read_fd_ = -1;
   int64_t started_ns_ = 0;
@@ -432,6 +437,7 @@ class FailoverTest : public ::testing::Test {
   struct Node {
     uint32_t id = 0;
     std::string port, mirror_path, socket;
+    HafsdSpec spec;  // what proc was made from (duplicate_spec copies it)
     std::unique_ptr<HafsdProcess> proc;
   };
 
@@ -480,6 +486,7 @@ class FailoverTest : public ::testing::Test {
                          "--set", "membership.dir=\"" + medium_ + "/.membership\"",
                          "--set", "membership.auto_giveback=false"};
       spec.extra_args.insert(spec.extra_args.end(), extra[i].begin(), extra[i].end());
+      n.spec = spec;
       n.proc = std::make_unique<HafsdProcess>(spec);
       n.socket = n.proc->control_socket();
     }
@@ -532,6 +539,34 @@ class FailoverTest : public ::testing::Test {
     return epoch;
   }
 
+  // The node that serves `volume` now (0: none).
+  uint32_t server_of(const std::string& volume) {
+    for (uint32_t id : {1u, 2u}) {
+      if (!node(id).proc || !node(id).proc->running()) continue;
+      auto s = status(id);
+      if (s && volume_row(*s, volume).value("state", "") == "serving") return id;
+    }
+    return 0;
+  }
+
+  // `hafsctl --socket <node id's socket> ARGS...`.
+  RunResult hafsctl_on(uint32_t id, std::vector<std::string> args, std::chrono::milliseconds limit = 60s) {
+    args.insert(args.begin(), {HAFSCTL_BIN, "--socket", node(id).socket});
+    return run(args, limit);
+  }
+
+  // Node `id`'s spec with its identity (node id, NV log file, mirror file, membership directory,
+  // medium, partner) and another mount point, control socket and interconnect listen port: a
+  // second hafsd started by mistake with this node's configuration on another machine or in
+  // another directory.
+  HafsdSpec duplicate_spec(uint32_t id) {
+    HafsdSpec spec = node(id).spec;
+    spec.nvlog_path = node(id).proc->nvlog();
+    for (auto& a : spec.extra_args)
+      if (a.starts_with("interconnect.listen=")) a = "interconnect.listen=127.0.0.1:" + hafs::testing::free_port();
+    return spec;
+  }
+
   bool await_node_state(uint32_t id, const std::string& state, std::chrono::milliseconds limit) {
     return eventually([&] {
       auto s = status(id);
@@ -579,6 +614,119 @@ class FailoverTest : public ::testing::Test {
   std::vector<std::unique_ptr<AckWriter>> writers_;
   int verifies_ = 0;
 };
+
+// ---- the bytes of an NV log or mirror file (docs/log-format.md), read independently of nvcache ----
+
+// One record found by ring_records: where it is in the file and what it claims to be.
+struct RingRecord {
+  uint64_t file_offset = 0;  // of the record header
+  uint64_t lsn = 0, pos = 0;
+  uint8_t type = 0;          // 1 WRITE, 2 PAD, 3 FENCE
+  uint32_t key_len = 0, payload_len = 0;
+  uint64_t payload_offset() const { return file_offset + 64 + ((key_len + 7) / 8) * 8; }
+};
+
+template <typename T>
+T le_at(const std::string& bytes, uint64_t off) {
+  T v{};
+  std::memcpy(&v, bytes.data() + off, sizeof v);
+  return v;
+}
+
+// The valid records of the ring in `path` from its trim point on, in LSN order, validated as
+// docs/log-format.md §9 says (magic, version, LSN, position, header and payload CRC, ring tag);
+// the scan ends at the first record that fails. Empty when no header copy is valid.
+inline std::vector<RingRecord> ring_records(const std::string& path) {
+  constexpr uint64_t kDataOffset = 8192;
+  const std::string f = read_file(path);
+  std::vector<RingRecord> out;
+  // The valid header copy with the higher header_seq (§2, §3).
+  std::optional<uint64_t> header;
+  for (uint64_t slot : {uint64_t{0}, uint64_t{4096}}) {
+    if (f.size() < slot + 84 || f.compare(slot, 8, "HAFSRNG1") != 0) continue;
+    if (le_at<uint32_t>(f, slot + 80) != hafs::crc32c(f.data() + slot, 80)) continue;
+    if (!header || le_at<uint64_t>(f, slot + 40) > le_at<uint64_t>(f, *header + 40)) header = slot;
+  }
+  if (!header) return out;
+  const uint64_t data_bytes = le_at<uint64_t>(f, *header + 24), ring_id = le_at<uint64_t>(f, *header + 32);
+  const uint32_t tag = static_cast<uint32_t>(ring_id) ^ static_cast<uint32_t>(ring_id >> 32);
+  if (data_bytes == 0 || f.size() < kDataOffset + data_bytes) return out;
+  uint64_t lsn = le_at<uint64_t>(f, *header + 48), pos = le_at<uint64_t>(f, *header + 56);
+  for (uint64_t seen = 0; seen < data_bytes;) {
+    const uint64_t off = kDataOffset + pos % data_bytes;
+    if (off + 64 > f.size() || f.compare(off, 4, "HREC") != 0 || static_cast<uint8_t>(f[off + 4]) != 1) break;
+    RingRecord r;
+    r.file_offset = off;
+    r.type = static_cast<uint8_t>(f[off + 5]);
+    r.key_len = le_at<uint16_t>(f, off + 6);
+    r.lsn = le_at<uint64_t>(f, off + 8);
+    r.pos = le_at<uint64_t>(f, off + 16);
+    r.payload_len = le_at<uint32_t>(f, off + 48);
+    if (r.lsn != lsn || r.pos != pos || r.key_len > 128 || le_at<uint32_t>(f, off + 56) != tag) break;
+    if (off + 64 + r.key_len > f.size()) break;
+    const uint32_t hcrc = hafs::crc32c_extend(hafs::crc32c(f.data() + off, 60), f.data() + off + 64, r.key_len);
+    if (hcrc != le_at<uint32_t>(f, off + 60)) break;
+    uint64_t span = 0;
+    if (r.type == 2) {
+      span = 64 + uint64_t{r.payload_len};
+    } else if (r.type == 1 || r.type == 3) {
+      span = ((64 + ((r.key_len + 7) / 8) * 8 + uint64_t{r.payload_len} + 63) / 64) * 64;
+      if (r.payload_offset() + r.payload_len > f.size()) break;
+      if (r.type == 1 && r.payload_len > 0 &&
+          le_at<uint32_t>(f, off + 52) != hafs::crc32c(f.data() + r.payload_offset(), r.payload_len))
+        break;
+    } else {
+      break;
+    }
+    out.push_back(r);
+    pos += span;
+    seen += span;
+    ++lsn;
+  }
+  return out;
+}
+
+// Which byte of a record flip_record_byte changes.
+enum class RecordField { kPayloadByte, kMagicByte, kLsnByte };
+
+inline const char* field_name(RecordField f) {
+  switch (f) {
+    case RecordField::kPayloadByte: return "payload";
+    case RecordField::kMagicByte: return "magic";
+    case RecordField::kLsnByte: return "LSN";
+  }
+  return "?";
+}
+
+// Flips one byte (XOR 0x20) of the WRITE record at fraction `where` (0 = the first, 1 = the
+// last) of the valid records of the ring in `path`, in the given field: what a bad DIMM or a
+// stray write does to a log at rest. Returns what it did, or "" when the ring has no WRITE
+// record (nothing was changed). The file's owner must not be running.
+inline std::string flip_record_byte(const std::string& path, RecordField field, double where = 0.5) {
+  std::vector<RingRecord> writes;
+  for (const auto& r : ring_records(path))
+    if (r.type == 1 && r.payload_len > 0) writes.push_back(r);
+  if (writes.empty()) return "";
+  const size_t i = std::min(writes.size() - 1, static_cast<size_t>(where * static_cast<double>(writes.size())));
+  const RingRecord& r = writes[i];
+  const uint64_t at = field == RecordField::kPayloadByte ? r.payload_offset() + r.payload_len / 2
+                      : field == RecordField::kMagicByte ? r.file_offset + 1
+                                                     : r.file_offset + 8;
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return "";
+  unsigned char byte = 0;
+  bool ok = ::pread(fd, &byte, 1, static_cast<off_t>(at)) == 1;
+  const unsigned char was = byte;
+  byte ^= 0x20;
+  ok = ok && ::pwrite(fd, &byte, 1, static_cast<off_t>(at)) == 1 && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) return "";
+  std::ostringstream what;
+  what << field_name(field) << " byte of record LSN " << r.lsn << " (WRITE " << i + 1 << " of " << writes.size()
+       << ", LSNs " << writes.front().lsn << ".." << writes.back().lsn << ") at file offset " << at << ": 0x"
+       << std::hex << static_cast<int>(was) << " -> 0x" << static_cast<int>(byte);
+  return what.str();
+}
 
 // Lets a writer acknowledge some writes (bounded wait).
 inline void await_acks(const AckWriter& w, size_t n) {

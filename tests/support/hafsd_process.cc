@@ -84,7 +84,9 @@ HafsdProcess::HafsdProcess(HafsdSpec spec) : spec_(std::move(spec)) {
   dir_ = ::mkdtemp(tmpl);
   mount_ = dir_ + "/mnt";
   log_path_ = dir_ + "/hafsd.log";
-  nvlog_ = spec_.nvlog_dir + "/" + std::filesystem::path(dir_).filename().string() + ".nvlog";
+  nvlog_ = !spec_.nvlog_path.empty()
+               ? spec_.nvlog_path
+               : spec_.nvlog_dir + "/" + std::filesystem::path(dir_).filename().string() + ".nvlog";
   std::filesystem::create_directories(mount_);
   for (const auto& [name, mode] : spec_.volumes) std::filesystem::create_directories(volume_dir(name));
 }
@@ -97,7 +99,7 @@ HafsdProcess::~HafsdProcess() {
   lazy_unmount(mount_);
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
-  std::filesystem::remove(nvlog_, ec);
+  if (spec_.nvlog_path.empty()) std::filesystem::remove(nvlog_, ec);
 }
 
 std::vector<std::string> HafsdProcess::args() const {
@@ -120,13 +122,19 @@ std::vector<std::string> HafsdProcess::args() const {
   return a;
 }
 
+namespace {
+int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+}  // namespace
+
 bool HafsdProcess::start(std::string* why, std::chrono::seconds timeout) {
+  exit_status_ = -2;
   pid_ = spawn(args(), log_path_);
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!is_mounted(mount_)) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
+      exit_status_ = exit_code(status);
       if (why) *why = "hafsd exited (status " + std::to_string(status) + ") before mounting:\n" + log();
       return false;
     }
@@ -143,10 +151,21 @@ int HafsdProcess::stop(std::chrono::seconds timeout) {
   if (pid_ <= 0) return -1;
   ::kill(pid_, SIGTERM);
   int status = 0;
-  if (!wait_exit(pid_, timeout, &status)) return -1;
+  if (!hafs::testing::wait_exit(pid_, timeout, &status)) return -1;
   pid_ = -1;
+  exit_status_ = exit_code(status);
   lazy_unmount(mount_);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return exit_status_;
+}
+
+bool HafsdProcess::wait_exit(std::chrono::milliseconds limit) {
+  if (pid_ <= 0) return true;
+  int status = 0;
+  if (!hafs::testing::wait_exit(pid_, limit, &status)) return false;
+  pid_ = -1;
+  exit_status_ = exit_code(status);
+  lazy_unmount(mount_);
+  return true;
 }
 
 void HafsdProcess::kill9() {
@@ -155,6 +174,7 @@ void HafsdProcess::kill9() {
     int status = 0;
     ::waitpid(pid_, &status, 0);
     pid_ = -1;
+    exit_status_ = exit_code(status);
   }
   lazy_unmount(mount_);
 }

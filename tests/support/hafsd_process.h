@@ -22,6 +22,10 @@ struct HafsdSpec {
   // Directory of the NV log file (which the process names after its private directory and
   // removes when it ends): /dev/shm by default; e.g. "/tmp" for a file-mode ring on a disk.
   std::string nvlog_dir = "/dev/shm";
+  // The NV log file itself, instead of one named after the private directory in nvlog_dir: for a
+  // second process that claims another process's identity (the duplicate-node tests). A file
+  // named here belongs to someone else and is never removed by this process.
+  std::string nvlog_path;
   std::vector<std::string> extra_args;  // e.g. {"--set", "nvlog.destage_interval_ms=60000"}
   // A storage medium shared with another node (failover tests): when set, every volume's
   // directory is medium_dir/NAME (created if missing, never removed by the process) instead of
@@ -50,6 +54,13 @@ class HafsdProcess {
   bool start(std::string* why, std::chrono::seconds timeout = std::chrono::seconds(20));
   // SIGTERM, wait for a clean exit (returns its exit status, or -1 on timeout/signal).
   int stop(std::chrono::seconds timeout = std::chrono::seconds(30));
+  // Waits up to `limit` for the daemon to end by itself (a refusal after the mount); returns
+  // true when it did (its status is then exit_status()), false while it still runs.
+  bool wait_exit(std::chrono::milliseconds limit);
+  // How the last run ended, once it has: the exit status, or -1 when a signal ended it; -2 while
+  // it runs or before the first start. Set by start() when the daemon exits before mounting,
+  // by wait_exit(), stop() and kill9().
+  int exit_status() const { return exit_status_; }
   // SIGKILL, reap, lazily unmount the dead mount.
   void kill9();
   // SIGSTOP / SIGCONT.
@@ -81,6 +92,7 @@ class HafsdProcess {
   HafsdSpec spec_;
   std::string dir_, mount_, nvlog_, log_path_;
   pid_t pid_ = -1;
+  int exit_status_ = -2;
 };
 
 // Whether `path` is a mount point now.
