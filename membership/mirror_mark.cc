@@ -15,13 +15,13 @@ Result<std::optional<MirrorMarkRecord>> read_mirror_mark(SharedDisk& disk, NodeI
   return std::optional<MirrorMarkRecord>(*r);
 }
 
-Result<bool> MirrorMark::load() {
+Result<std::optional<MirrorMarkRecord>> MirrorMark::load() {
   auto r = read_mirror_mark(disk_, node_);
   if (!r) return r.status();
   std::lock_guard lock(mu_);
   counter_ = *r ? (*r)->counter : 0;
   outdated_ = *r && (*r)->outdated;
-  return outdated_;
+  return *r;
 }
 
 Status MirrorMark::write_locked(const MirrorMarkRecord& r) {

@@ -26,8 +26,8 @@ class MirrorMark {
   MirrorMark(SharedDisk& disk, NodeId node, uint64_t cluster_id)
       : disk_(disk), node_(node), cluster_id_(cluster_id) {}
 
-  // Reads this node's record: is the partner's mirror marked outdated from an earlier life?
-  Result<bool> load();
+  // Reads this node's record as an earlier life left it (nullopt: never written).
+  Result<std::optional<MirrorMarkRecord>> load();
   // Durably marks the partner's mirror of ring `ring_id` outdated from ring position `from_pos`
   // (lag_bytes unmirrored at the moment of marking). OK only once the record is on the medium.
   Status set_outdated(uint64_t ring_id, uint64_t from_pos, uint64_t lag_bytes);

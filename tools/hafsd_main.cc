@@ -76,6 +76,12 @@ class Readiness {
   bool active_ = false;
 };
 
+std::string hex_id(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
+  return buf;
+}
+
 // Exit statuses (docs/configuration.md, "Exit status"): 3 for an NV log damaged inside (what it
 // acknowledged cannot all be read back), 4 for a node identity held by another process.
 constexpr int kExitDamaged = 3;
@@ -125,7 +131,7 @@ int main(int argc, char** argv) {
   std::string config_path, log_file;
   std::vector<std::string> sets, volumes;
   std::string node_id, mount, nvlog, nvlog_size, nvlog_mode, log_level;
-  bool daemon = false, format_nvlog = false;
+  bool daemon = false, format_nvlog = false, accept_loss = false;
   app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
   app.add_option("--set", sets, "override a setting: KEY=VALUE (e.g. nvlog.size=1GiB)");
   app.add_option("--volume", volumes, "add a volume: NAME:ID:PATH[:MODE[:HOME[:DEGRADED]]]");
@@ -143,6 +149,9 @@ int main(int argc, char** argv) {
   app.add_option("--fault-seed", fault_seed, "seed of fault probabilities");
   app.add_flag("--format-nvlog", format_nvlog,
                "format the NV log even if it exists (DISCARDS its records)");
+  app.add_flag("--accept-loss", accept_loss,
+               "serve although writes this node acknowledged without its mirror are lost with an "
+               "NV log that is gone (exit 3 otherwise)");
   HAFS_CLI_PARSE(app, argc, argv);
 
   std::vector<std::string> overrides;
@@ -343,12 +352,27 @@ int main(int argc, char** argv) {
       // I7: the partner must know its mirror of our log is outdated before we acknowledge a
       // write it lacks (docs/membership.md, "The outdated mirror").
       mirror_mark = std::make_unique<membership::MirrorMark>(*disk, cfg.node_id, cluster_id);
-      auto outdated = mirror_mark->load();
-      if (!outdated) return fail(ready, log, outdated.status().with_context("outdated-mirror mark"));
-      if (*outdated) log.warn("the partner's mirror of this NV log is marked outdated (an earlier life "
-                              "acknowledged writes without it): cleared once a resync has caught it up");
+      auto found = mirror_mark->load();
+      if (!found) return fail(ready, log, found.status().with_context("outdated-mirror mark"));
+      const bool outdated = *found && (*found)->outdated;
       const uint64_t ring_id = (*cache)->log().ring_id();
-      so.outdated_at_start = *outdated;
+      if (outdated && (*found)->ring_id != ring_id) {
+        // The writes acknowledged without the mirror were in a ring that is gone (a power loss
+        // of a /dev/shm store, --format-nvlog): they are nowhere. Serving would serve older data.
+        if (!accept_loss)
+          return fail(ready, log, Status::error(Code::kDataLoss,
+              "the partner's mirror of this node's NV log was marked outdated for ring " + hex_id((*found)->ring_id) +
+              " (writes were acknowledged without it, " + std::to_string((*found)->lag_bytes) +
+              " bytes unmirrored when marked), and this NV log is ring " + hex_id(ring_id) +
+              ": those writes are lost. Not serving older data; start with --accept-loss to serve anyway"));
+        log.error("--accept-loss: the writes acknowledged without the mirror in ring %s are lost; serving",
+                  hex_id((*found)->ring_id).c_str());
+        if (Status c = mirror_mark->clear(ring_id); !c.is_ok()) return fail(ready, log, c);
+      } else if (outdated) {
+        log.warn("the partner's mirror of this NV log is marked outdated (an earlier life acknowledged "
+                 "writes without it): cleared once a resync has caught it up");
+      }
+      so.outdated_at_start = outdated && (*found)->ring_id == ring_id;
       so.mark_outdated = [&mark = *mirror_mark, ring_id](uint64_t from, uint64_t lag) {
         return mark.set_outdated(ring_id, from, lag);
       };
@@ -437,7 +461,7 @@ int main(int argc, char** argv) {
       while (!membership_stop) {
         lock.unlock();
         membership::Observation obs;
-        const auto out = sender->stats();
+        const auto out = sender->link();  // never waits for the data path's locks
         const auto in = receiver->stats();
         const auto heard = [&](int64_t ms) { return ms >= 0 && std::chrono::milliseconds(ms) < silence; };
         obs.interconnect_alive = heard(out.ms_since_heard) || heard(in.ms_since_heard);

@@ -248,6 +248,29 @@ TEST_F(PromiseTest, AcceptLossTakesOverFromAnOutdatedMirrorOnlyWhenAsked) {
   expect_one_writer();
 }
 
+// The same two failures, and node 1's NV log is lost with it (a power loss of its /dev/shm
+// store: the only copy of the writes it acknowledged alone). Node 1 comes back with a new, empty
+// log: its mark names the ring that is gone, so it must not re-claim vol1 and serve older data
+// silently: it refuses to start (exit 3) and says so. Only with --accept-loss does it serve.
+TEST_F(PromiseTest, AnOwnerWhoseUnmirroredLogIsGoneDoesNotServeOlderData) {
+  AckWriter* w = nullptr;
+  uint64_t epoch1 = 0;
+  ASSERT_NO_FATAL_FAILURE(partner_then_owner_dies(&w, &epoch1, 401));
+  ASSERT_TRUE(std::filesystem::remove(node(1).proc->nvlog())) << "no NV log at " << node(1).proc->nvlog();
+  const size_t log_before = node(1).proc->log().size();
+  std::string why;
+  const bool mounted = node(1).proc->start(&why, 30s);
+  const bool ended = !mounted || node(1).proc->wait_exit(20s);
+  if (!ended) {
+    ADD_FAILURE() << "node 1 serves after losing the log of its unmirrored writes: " << dump();
+    node(1).proc->kill9();
+  }
+  const std::string log = node(1).proc->log().substr(log_before);
+  EXPECT_EQ(node(1).proc->exit_status(), kExitNvLogDamaged) << log;
+  EXPECT_NE(log.find("those writes are lost"), std::string::npos) << log;
+  EXPECT_NE(log.find("--accept-loss"), std::string::npos) << log;
+}
+
 // ---- 4. a mirror is applied at most once ----
 
 // Node 2 takes vol1 over (kill -9 node 1), writes new blocks over node 1's and destages them
