@@ -34,6 +34,7 @@ MirrorSender::MirrorSender(nvcache::Log& log, MirrorSenderOptions options)
   if (options_.outdated_at_start) {
     mark_ = Mark::kMarked;           // whatever the log holds may be missing from the mirror
     unmirrored_upto_ = filled_.pos;
+    link_outdated_.store(true);
   }
   policy_ = [limit = options_.mirror_wait](milliseconds waited) { return waited >= limit; };
 }
@@ -72,11 +73,11 @@ void MirrorSender::set_epoch(uint64_t epoch) {
   }
 }
 
+// Without mu_: membership calls this from its tick, which must not wait for a writer posting to
+// a hung partner. Waiters look at degraded_ at least every 50 ms, so a notify without the lock
+// is enough.
 void MirrorSender::force_degraded(bool degraded) {
-  if (!degraded) return;
-  std::lock_guard lock(mu_);
-  if (degraded_) return;
-  degraded_ = true;
+  if (!degraded || degraded_.exchange(true)) return;
   options_.logger.warn("membership: not mirroring to node %u for now (partner down, cut off, or "
                        "resyncing): writes are acknowledged from the local NV log alone (DEGRADED)",
                        options_.partner_node_id);
@@ -88,6 +89,7 @@ void MirrorSender::set_state_locked(MirrorState s, const std::string& why) {
   options_.logger.info("mirror to node %u: %s -> %s (%s)", options_.partner_node_id,
                        mirror_state_name(state_), mirror_state_name(s), why.c_str());
   state_ = s;
+  link_state_.store(s, std::memory_order_release);
 }
 
 void MirrorSender::drop_locked(const std::string& why) {
@@ -198,6 +200,7 @@ Status MirrorSender::ack_without_mirror_locked(std::unique_lock<std::mutex>& loc
   Status s = options_.mark_outdated(from, lag);
   lock.lock();
   mark_ = s.is_ok() ? Mark::kMarked : Mark::kClean;
+  link_outdated_.store(s.is_ok(), std::memory_order_release);
   mirrored_cv_.notify_all();
   if (s.is_ok()) {
     options_.logger.warn("marked node %u's mirror of this NV log outdated from position %llu (%llu "
@@ -225,6 +228,7 @@ void MirrorSender::maybe_clear_outdated() {
   Status s = options_.clear_outdated();
   lock.lock();
   mark_ = s.is_ok() ? Mark::kClean : Mark::kMarked;
+  link_outdated_.store(!s.is_ok(), std::memory_order_release);
   mirrored_cv_.notify_all();
   if (s.is_ok())
     options_.logger.info("node %u's mirror of this NV log has caught up: the outdated mark is cleared",
@@ -247,6 +251,7 @@ void MirrorSender::handle(const std::vector<std::byte>& bytes) {
     return;
   }
   last_heard_ = Clock::now();
+  link_heard_ns_.store(last_heard_.time_since_epoch().count(), std::memory_order_release);
   if (const auto* a = std::get_if<Ack>(&*m)) {
     if (a->acked_pos <= conn_acked_pos_ || a->acked_pos > ship_pos_) {
       drop_locked("ACK of position " + std::to_string(a->acked_pos) + " outside (" +
@@ -383,6 +388,7 @@ bool MirrorSender::connect_and_handshake() {
   resync_target_ = filled_.pos;
   resync_from_ = from;
   last_heard_ = last_sent_ = resync_started_ = Clock::now();
+  link_heard_ns_.store(last_heard_.time_since_epoch().count(), std::memory_order_release);
   resync_ended_ = {};
   ++counters_.connects;
   counters_.last_error.clear();
@@ -463,6 +469,16 @@ void MirrorSender::run() {
                                                               now.time_since_epoch()).count())});
     ship_locked();
   }
+}
+
+MirrorLink MirrorSender::link() const {
+  MirrorLink l;
+  l.state = link_state_.load(std::memory_order_acquire);
+  l.degraded = degraded_.load(std::memory_order_acquire);
+  l.outdated_marked = link_outdated_.load(std::memory_order_acquire);
+  if (const int64_t heard = link_heard_ns_.load(std::memory_order_acquire); heard != 0)
+    l.ms_since_heard = duration_cast<milliseconds>(Clock::now() - Clock::time_point(Clock::duration(heard))).count();
+  return l;
 }
 
 MirrorStats MirrorSender::stats() const {

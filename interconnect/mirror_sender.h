@@ -95,6 +95,15 @@ struct MirrorStats {
   std::string last_error;
 };
 
+// What membership's tick reads of the sender, without its lock (writer threads hold that lock
+// while they post to the fabric, which can wait on a hung partner; the tick renews the leases).
+struct MirrorLink {
+  MirrorState state = MirrorState::kDisconnected;
+  bool degraded = false;
+  bool outdated_marked = false;
+  int64_t ms_since_heard = -1;  // -1: never heard
+};
+
 class MirrorSender : public nvcache::Replicator {
  public:
   // The single hook that decides whether writes stop waiting for an unreachable partner: called
@@ -122,6 +131,8 @@ class MirrorSender : public nvcache::Replicator {
   void trimmed(const nvcache::RingHeader& header) override;
 
   MirrorStats stats() const;
+  // Lock-free: never waits for a writer or the progress thread.
+  MirrorLink link() const;
   // COMMIT -> ACK round trip of every COMMIT an ACK retires (an ACK may cover several), from
   // sending it to hearing the ACK. No lock: the histogram is atomic.
   const LatencyHistogram& ack_latency() const { return ack_latency_; }
@@ -166,7 +177,11 @@ class MirrorSender : public nvcache::Replicator {
   uint64_t resync_target_ = 0;     // kResyncing ends when the partner holds this position
   uint64_t resync_from_ = 0;       // ... and began shipping from this one
   std::chrono::steady_clock::time_point resync_started_{}, resync_ended_{};
-  std::atomic<bool> degraded_{false};  // written under mu_; read without it by degraded()
+  std::atomic<bool> degraded_{false};  // written under mu_ (force_degraded: without); read without it
+  // Mirrors of state_, mark_ and last_heard_ for link(), written where those change.
+  std::atomic<MirrorState> link_state_{MirrorState::kDisconnected};
+  std::atomic<bool> link_outdated_{false};
+  std::atomic<int64_t> link_heard_ns_{0};  // steady_clock nanoseconds; 0: never
   std::atomic<uint64_t> epoch_;
   // The outdated mark (I7): kMarking and kClearing are writes under way with mu_ released.
   enum class Mark { kClean, kMarking, kMarked, kClearing };

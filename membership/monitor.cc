@@ -111,10 +111,14 @@ void Monitor::tick(const Observation& obs) {
   own_mirror_outdated_ = obs.own_mirror_outdated;
   fence_expired_leases();  // before any I/O: a node that froze and woke fences first
   // A second process with our identity: nothing more is decided or written, ever.
-  if (!identity_conflict_.empty() || !check_identity() || now_ < identity_checked_at_) {
-    next_tick_at_ = clock_.now() + Millis(config_.tick_ms);
-    if (!identity_conflict_.empty()) next_tick_at_ = clock_.now() + Millis(config_.lease_ms);
-    else if (now_ < identity_checked_at_) next_tick_at_ = std::min(next_tick_at_, identity_checked_at_);
+  if (!identity_conflict_.empty() || !check_identity()) {
+    next_tick_at_ = clock_.now() + Millis(config_.lease_ms);
+    publish();
+    return;
+  }
+  // Starting: only watch our own heartbeat record until a live twin would have shown itself.
+  if (now_ < identity_checked_at_) {
+    next_tick_at_ = std::min(clock_.now() + Millis(config_.tick_ms), identity_checked_at_);
     publish();
     return;
   }

@@ -263,7 +263,7 @@ class Monitor {
   // none), the partner's outdated-mirror mark, and the mirror freeze. False: do not claim now
   // (v.blocked says why when it is not a passing I/O error).
   bool prepare_claim(Vol& v, const OwnershipRecord* base);
-  ReplayFields replay_after(const Vol& v, const OwnershipRecord* base) const;
+  ReplayFields replay_after(const OwnershipRecord* base) const;
   void discard_stale(Vol& v, const OwnershipRecord& owner_record);
   void drop_kept(Vol& v, const char* why);
   bool needs_frozen_mirror(const Vol& v) const;

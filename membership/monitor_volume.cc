@@ -256,8 +256,7 @@ void Monitor::step_claiming(Vol& v, const Read& r) {
   abandon_claim(v, r, "the record changed under the claim");
 }
 
-Monitor::ReplayFields Monitor::replay_after(const Vol& v, const OwnershipRecord* base) const {
-  (void)v;
+Monitor::ReplayFields Monitor::replay_after(const OwnershipRecord* base) const {
   ReplayFields f;
   if (!base) return f;
   if (base->owner == config_.partner_id) {
@@ -276,7 +275,7 @@ Monitor::ReplayFields Monitor::replay_after(const Vol& v, const OwnershipRecord*
 }
 
 bool Monitor::prepare_claim(Vol& v, const OwnershipRecord* base) {
-  const ReplayFields plan = replay_after(v, base);
+  const ReplayFields plan = replay_after(base);
   if (plan.pending && plan.node == config_.partner_id) {
     // I7: never from a mirror its owner marked outdated, unless an operator accepted the loss.
     auto mark = read_mirror_mark(disk_, config_.partner_id);
@@ -447,7 +446,7 @@ void Monitor::classify(Vol& v, const Read& r, const char* why) {
 void Monitor::accept_handover(Vol& v, const Read& r) {
   if (v.kept_extents > 0 && v.discarded_below != 0)
     drop_kept(v, "handed the volume back: they would roll back what its last owner served");
-  v.replay = replay_after(v, &r.rec);  // the giver's history; it replayed before serving
+  v.replay = replay_after(&r.rec);  // the giver's history; it replayed before serving
   v.replay.pending = false;
   v.epoch = r.rec.epoch;
   v.renew_counter = r.rec.renew_counter;
@@ -492,10 +491,6 @@ void Monitor::step_watcher(Vol& v, const Read& r) {
   if (rec.owner != kNoNode)
     log_.error("volume %u: owned by node %u, which is not in this pair", v.id, rec.owner);
 }
-
-}  // namespace hafs::membership
-
-namespace hafs::membership {
 
 // Our staged records of a volume another node owns: those below the LSN its record says it
 // replayed of our log are stale (applied there); the rest it never saw. While its replay is

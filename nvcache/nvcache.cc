@@ -319,17 +319,20 @@ void NvCache::resume_volume(uint32_t volume_id) {
   wake_destager();
 }
 
+// Not under destage_mu_: membership calls this from its tick, which must never wait for a
+// destage pass (a slow medium holds that lock across its I/O; the tick renews the leases). A pass
+// under way may still write extents of the volume it listed before: the fence
+// (DestageTarget's epoch check) refuses them for a volume this node lost, and the index drops
+// them after the write either way. The trim follows at the destager's next pass.
 uint64_t NvCache::discard_volume(uint32_t volume_id, uint64_t below_lsn) {
-  std::lock_guard lock(destage_mu_);
   uint64_t kept = 0;
   {
-    std::unique_lock lock2(index_mu_);
+    std::unique_lock lock(index_mu_);
     if (below_lsn == UINT64_MAX) index_.drop_volume(volume_id);
     else kept = index_.drop_volume_below(volume_id, below_lsn);
   }
   index_room_cv_.notify_all();
-  Status s = trim_locked();
-  if (!s.is_ok()) options_.logger.warn("trim after discarding volume %u: %s", volume_id, s.to_string().c_str());
+  wake_destager();
   return kept;
 }
 

@@ -117,7 +117,8 @@ class NvCache {
   // Forgets a volume's staged extents of records below `below_lsn` without destaging them
   // (records stay in the ring until trimmed past): the records another node applied after a
   // takeover. Extents of records at or above it stay staged (and, while the volume is paused,
-  // undestaged). Returns how many extents stayed.
+  // undestaged). Returns how many extents stayed. Never waits for a destage pass; the trim
+  // past the dropped records follows at the destager's next pass.
   uint64_t discard_volume(uint32_t volume_id, uint64_t below_lsn = UINT64_MAX);
   // How many extents of the volume are staged.
   uint64_t staged_extents(uint32_t volume_id) const;

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/fault.h"
 #include "nvcache/nvcache.h"
 #include "tests/nvcache/mem_target.h"
 
@@ -320,6 +321,33 @@ TEST_F(NvCacheTest, StopWakesAWriterWaitingAtMaxExtentsWithAborted) {
   writer.join();
   ASSERT_FALSE(result.is_ok());
   EXPECT_EQ(result.status().code(), Code::kAborted);
+}
+
+// Membership discards from its tick: a destage pass stuck on a slow medium (holding the destage
+// lock across its I/O) must not hold the discard, or the tick stops renewing leases.
+TEST_F(NvCacheTest, DiscardDoesNotWaitForADestagePassUnderWay) {
+  FaultRegistry faults;
+  NvCacheOptions o = options();
+  o.faults = &faults;
+  auto cache = open(o);
+  ASSERT_NE(cache, nullptr);
+  write(*cache, a_, 0, filled(10, 'a'));
+  write(*cache, c_, 0, filled(10, 'c'));
+  FaultSpec slow;
+  slow.action = FaultAction::kDelay;
+  slow.delay_ms = 3000;
+  faults.arm(FaultSite::kDestageBeforeWrite, slow);
+  std::atomic<bool> flushed{false};
+  std::thread flusher([&] {
+    EXPECT_TRUE(cache->flush_all().is_ok());
+    flushed = true;
+  });
+  ASSERT_TRUE(eventually([&] { return faults.fired_count(FaultSite::kDestageBeforeWrite) > 0; }));
+  EXPECT_EQ(cache->discard_volume(c_.volume_id), 0u);
+  EXPECT_FALSE(flushed.load()) << "discard_volume waited for the destage pass";
+  EXPECT_FALSE(cache->has_staged(c_));
+  flusher.join();
+  EXPECT_EQ(target_.durable(a_), filled(10, 'a'));
 }
 
 TEST_F(NvCacheTest, WriterBlocksOnAFullRingUntilTheDestagerTrims) {
