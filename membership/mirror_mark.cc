@@ -24,36 +24,28 @@ Result<std::optional<MirrorMarkRecord>> MirrorMark::load() {
   return *r;
 }
 
-Status MirrorMark::write_locked(const MirrorMarkRecord& r) {
+Status MirrorMark::write(uint64_t ring_id, bool outdated, uint64_t from_pos, uint64_t lag_bytes) {
+  std::lock_guard lock(mu_);
+  MirrorMarkRecord r;
+  r.node_id = node_;
+  r.cluster_id = cluster_id_;
+  r.ring_id = ring_id;
+  r.outdated = outdated;
+  r.from_pos = from_pos;
+  r.lag_bytes = lag_bytes;
+  r.counter = ++counter_;
   RecordBlock block{};
   encode_mirror_mark(r, block);
   HAFS_RETURN_IF_ERROR(disk_.write(mirror_mark_record_name(node_), block));
-  outdated_ = r.outdated;
+  outdated_ = outdated;
   return Status::ok();
 }
 
 Status MirrorMark::set_outdated(uint64_t ring_id, uint64_t from_pos, uint64_t lag_bytes) {
-  std::lock_guard lock(mu_);
-  MirrorMarkRecord r;
-  r.node_id = node_;
-  r.cluster_id = cluster_id_;
-  r.ring_id = ring_id;
-  r.outdated = true;
-  r.from_pos = from_pos;
-  r.lag_bytes = lag_bytes;
-  r.counter = ++counter_;
-  return write_locked(r);
+  return write(ring_id, true, from_pos, lag_bytes);
 }
 
-Status MirrorMark::clear(uint64_t ring_id) {
-  std::lock_guard lock(mu_);
-  MirrorMarkRecord r;
-  r.node_id = node_;
-  r.cluster_id = cluster_id_;
-  r.ring_id = ring_id;
-  r.counter = ++counter_;
-  return write_locked(r);
-}
+Status MirrorMark::clear(uint64_t ring_id) { return write(ring_id, false, 0, 0); }
 
 bool MirrorMark::outdated() const {
   std::lock_guard lock(mu_);

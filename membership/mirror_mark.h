@@ -36,7 +36,7 @@ class MirrorMark {
   bool outdated() const;
 
  private:
-  Status write_locked(const MirrorMarkRecord& r);  // requires mu_
+  Status write(uint64_t ring_id, bool outdated, uint64_t from_pos, uint64_t lag_bytes);
 
   SharedDisk& disk_;
   const NodeId node_;
