@@ -9,11 +9,13 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 namespace hafs::tools {
 namespace {
 constexpr size_t kMaxRequestBytes = 64 * 1024;
-constexpr int kRequestTimeoutMs = 5000;
+constexpr int kRequestTimeoutMs = 5000;  // a client is dropped this long after its last request
+constexpr size_t kMaxClients = 64;       // connections served at once; more are refused
 
 void write_line(int fd, const nlohmann::json& j) {
   // Invalid UTF-8 (e.g. in an error text) is replaced, not thrown on in the serving thread.
@@ -62,7 +64,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& p
   const int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   const int err = errno;
   ::umask(old);
-  if (rc != 0 || ::listen(fd, 8) != 0) {
+  if (rc != 0 || ::listen(fd, static_cast<int>(kMaxClients)) != 0) {
     ::close(fd);
     return Status::from_errno(rc != 0 ? err : errno, "control socket " + path);
   }
@@ -79,63 +81,95 @@ ControlServer::~ControlServer() {
   ::unlink(path_.c_str());
 }
 
+// One thread, one poll over the listener and every client: an idle or slow client holds only
+// its own slot (at most kMaxClients, each dropped kRequestTimeoutMs after its last request), so
+// `hafsctl status` is answered whatever other clients do. Requests themselves run one at a time.
 void ControlServer::run() {
+  struct Client {
+    int fd;
+    std::string buf;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::vector<Client> clients;
+  auto fresh_deadline = [] { return std::chrono::steady_clock::now() + std::chrono::milliseconds(kRequestTimeoutMs); };
   while (!stop_.load()) {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, 200) <= 0) continue;
-    int client = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;
-    serve(client);
-    ::close(client);
-  }
-}
-
-void ControlServer::serve(int client) {
-  // One connection may send several requests, one per line, until it closes or idles out.
-  std::string buf;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kRequestTimeoutMs);
-  for (;;) {
-    size_t nl;
-    while ((nl = buf.find('\n')) != std::string::npos) {
-      const std::string line = buf.substr(0, nl);
-      buf.erase(0, nl + 1);
-      nlohmann::json response = {{"version", kControlVersion}};
-      nlohmann::json request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (request.is_discarded() || !request.is_object()) {
-        response["ok"] = false;
-        response["error"] = "malformed request: not a JSON object";
-      } else if (request.value("version", nlohmann::json(0)) != kControlVersion) {
-        // (compared as JSON: a "version" of another type is refused, not thrown on)
-        response["ok"] = false;
-        response["error"] = "unsupported control protocol version " + request.value("version", nlohmann::json(0)).dump() +
-                            " (this hafsd speaks " + std::to_string(kControlVersion) + ")";
-      } else {
-        try {
-          auto r = handler_(request);
-          response["ok"] = r.is_ok();
-          if (r.is_ok()) response["result"] = std::move(*r);
-          else response["error"] = r.status().message();
-        } catch (const nlohmann::json::exception& e) {  // a field of the wrong type, e.g. "op": 5
-          response["ok"] = false;
-          response["error"] = std::string("malformed request: ") + e.what();
+    std::vector<pollfd> fds;
+    fds.push_back({fd_, POLLIN, 0});
+    for (const auto& c : clients) fds.push_back({c.fd, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), 200) < 0) continue;
+    if (fds[0].revents & POLLIN) {
+      if (int client = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC); client >= 0) {
+        if (clients.size() >= kMaxClients) {
+          write_line(client, {{"version", kControlVersion}, {"ok", false},
+                              {"error", "too many clients (" + std::to_string(kMaxClients) + "); try again"}});
+          ::close(client);
+        } else {
+          clients.push_back({client, {}, fresh_deadline()});
         }
       }
-      write_line(client, response);
     }
-    if (buf.size() > kMaxRequestBytes) {
-      write_line(client, {{"version", kControlVersion}, {"ok", false}, {"error", "request too long"}});
-      return;
+    const auto now = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < clients.size();) {
+      Client& c = clients[i];
+      bool keep = now < c.deadline;
+      const short revents = i + 1 < fds.size() && fds[i + 1].fd == c.fd ? fds[i + 1].revents : 0;
+      if (keep && (revents & (POLLIN | POLLHUP | POLLERR))) {
+        char chunk[4096];
+        const ssize_t n = ::recv(c.fd, chunk, sizeof chunk, 0);
+        if (n <= 0) {
+          keep = false;
+        } else {
+          c.buf.append(chunk, static_cast<size_t>(n));
+          if (serve_lines(c.fd, c.buf)) c.deadline = fresh_deadline();
+          if (c.buf.size() > kMaxRequestBytes) {
+            write_line(c.fd, {{"version", kControlVersion}, {"ok", false}, {"error", "request too long"}});
+            keep = false;
+          }
+        }
+      }
+      if (keep) {
+        ++i;
+      } else {
+        ::close(c.fd);
+        clients.erase(clients.begin() + static_cast<long>(i));
+      }
     }
-    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          deadline - std::chrono::steady_clock::now()).count());
-    if (left <= 0 || stop_.load()) return;
-    pollfd p{client, POLLIN, 0};
-    if (::poll(&p, 1, std::min(left, 200)) <= 0) continue;
-    char chunk[4096];
-    ssize_t n = ::recv(client, chunk, sizeof chunk, 0);
-    if (n <= 0) return;
-    buf.append(chunk, static_cast<size_t>(n));
   }
+  for (const auto& c : clients) ::close(c.fd);
+}
+
+bool ControlServer::serve_lines(int client, std::string& buf) {
+  // One connection may send several requests, one per line.
+  bool served = false;
+  size_t nl;
+  while ((nl = buf.find('\n')) != std::string::npos) {
+    const std::string line = buf.substr(0, nl);
+    buf.erase(0, nl + 1);
+    served = true;
+    nlohmann::json response = {{"version", kControlVersion}};
+    nlohmann::json request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (request.is_discarded() || !request.is_object()) {
+      response["ok"] = false;
+      response["error"] = "malformed request: not a JSON object";
+    } else if (request.value("version", nlohmann::json(0)) != kControlVersion) {
+      // (compared as JSON: a "version" of another type is refused, not thrown on)
+      response["ok"] = false;
+      response["error"] = "unsupported control protocol version " + request.value("version", nlohmann::json(0)).dump() +
+                          " (this hafsd speaks " + std::to_string(kControlVersion) + ")";
+    } else {
+      try {
+        auto r = handler_(request);
+        response["ok"] = r.is_ok();
+        if (r.is_ok()) response["result"] = std::move(*r);
+        else response["error"] = r.status().message();
+      } catch (const nlohmann::json::exception& e) {  // a field of the wrong type, e.g. "op": 5
+        response["ok"] = false;
+        response["error"] = std::string("malformed request: ") + e.what();
+      }
+    }
+    write_line(client, response);
+  }
+  return served;
 }
 
 }  // namespace hafs::tools

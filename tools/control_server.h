@@ -2,8 +2,10 @@
 // speaking JSON lines: one request object per line, one response object per line.
 //   request:  {"version": 1, "op": "status", ...}
 //   response: {"version": 1, "ok": true, "result": {...}} or {"version": 1, "ok": false, "error": "..."}
-// The protocol and the status schema are in docs/control-protocol.md. Requests are served one at
-// a time by one thread; a request line is at most 64 KiB and a client gets 5 s to send it.
+// The protocol and the status schema are in docs/control-protocol.md. One thread polls every
+// connection (at most 64; more are refused with an error line) and serves requests one at a
+// time as their lines complete; a request line is at most 64 KiB, and a connection is dropped
+// 5 s after it connected or after its last request.
 #pragma once
 
 #include <atomic>
@@ -34,7 +36,8 @@ class ControlServer {
   ControlServer(std::string path, int fd, Handler handler, Logger logger)
       : path_(std::move(path)), fd_(fd), handler_(std::move(handler)), logger_(std::move(logger)) {}
   void run();
-  void serve(int client);
+  // Serves every complete request line in `buf` (removing them); true if there was one.
+  bool serve_lines(int client, std::string& buf);
 
   std::string path_;
   int fd_;
