@@ -291,6 +291,60 @@ TEST_F(BadPeerTest, StaleSenderConnectsOnceItLearnsTheEpoch) {
   sender.stop();
 }
 
+// A sender accepted at epoch 5 that has not learned of a takeover at epoch 6 (the receiver's
+// minimum rises while it is connected) adds nothing more: its next COMMIT is refused as stale and
+// the connection dropped. Nothing it sends after that is persisted (membership.md, rule 1).
+TEST_F(BadPeerTest, CommitBelowTheMinimumEpochIsRefusedOnAnAcceptedConnection) {
+  auto opts = sender_options();
+  opts.epoch = 5;
+  opts.mirror_wait = 200ms;
+  MirrorSender sender(cache_->log(), opts);
+  sender.start();
+  cache_->set_replicator(&sender);
+  ASSERT_TRUE(eventually([&] { return sender.stats().state == MirrorState::kMirroring; }))
+      << sender.stats().last_error;
+  std::vector<std::byte> data(3000, std::byte{1});
+  ASSERT_TRUE(cache_->write({3, "before"}, 1, 0, data).is_ok());
+  const uint64_t commits = receiver_->stats().commits;
+  const uint64_t refused = receiver_->stats().refused;
+  receiver_->set_min_epoch(6);
+  ASSERT_TRUE(cache_->write({3, "after"}, 1, 0, data).is_ok());  // acknowledged degraded, not mirrored
+  EXPECT_TRUE(eventually([&] { return receiver_->stats().refused > refused; }));
+  // (the sender's reconnect is then refused at the handshake too, which may be the last word)
+  EXPECT_TRUE(contains(receiver_->stats().last_refusal, "stale epoch")) << receiver_->stats().last_refusal;
+  EXPECT_EQ(receiver_->stats().commits, commits) << "a COMMIT below the minimum epoch was persisted";
+  EXPECT_TRUE(sender.stats().degraded);
+  cache_->set_replicator(nullptr);
+  sender.stop();
+}
+
+// A frozen mirror (a takeover replays it) drops the partner's connection and refuses new ones,
+// so nothing of the partner's lands in it; thawed, the partner connects again.
+TEST_F(BadPeerTest, AFrozenMirrorRefusesThePartnerUntilThawed) {
+  auto opts = sender_options();
+  opts.mirror_wait = 200ms;
+  MirrorSender sender(cache_->log(), opts);
+  sender.start();
+  cache_->set_replicator(&sender);
+  ASSERT_TRUE(eventually([&] { return sender.stats().state == MirrorState::kMirroring; }))
+      << sender.stats().last_error;
+  ASSERT_TRUE(receiver_->freeze(2000ms).is_ok());
+  EXPECT_TRUE(receiver_->stats().frozen);
+  EXPECT_FALSE(receiver_->stats().connected);
+  const uint32_t frozen_crc = mirror_crc();
+  std::vector<std::byte> data(3000, std::byte{2});
+  ASSERT_TRUE(cache_->write({3, "while frozen"}, 1, 0, data).is_ok());  // degraded
+  const uint64_t refused = receiver_->stats().refused;
+  EXPECT_TRUE(eventually([&] { return receiver_->stats().refused > refused; })) << "the sender was not refused";
+  EXPECT_TRUE(contains(receiver_->stats().last_refusal, "taking over")) << receiver_->stats().last_refusal;
+  EXPECT_EQ(mirror_crc(), frozen_crc) << "the frozen mirror changed";
+  receiver_->thaw();
+  EXPECT_TRUE(eventually([&] { return receiver_->stats().connected && sender.stats().state == MirrorState::kMirroring; }))
+      << sender.stats().last_error;
+  cache_->set_replicator(nullptr);
+  sender.stop();
+}
+
 TEST_F(BadPeerTest, SecondSenderWhileTheFirstIsAliveIsRefused) {
   MirrorSender first(cache_->log(), sender_options());
   first.start();
