@@ -337,6 +337,13 @@ bool MirrorSender::connect_and_handshake() {
   if (hello->node_id != options_.partner_node_id)
     return handshake_failed("handshake: node " + std::to_string(hello->node_id) + " answered, not node " +
                             std::to_string(options_.partner_node_id));
+  {
+    std::lock_guard lock(mu_);
+    if (!first_hello_) {
+      first_hello_ = *hello;
+      mirrored_cv_.notify_all();
+    }
+  }
   if (hello->mr_bytes != log_.store().size())
     return handshake_failed("partner mirror holds " + std::to_string(hello->mr_bytes) + " bytes, this ring " +
                 std::to_string(log_.store().size()));
@@ -469,6 +476,12 @@ void MirrorSender::run() {
                                                               now.time_since_epoch()).count())});
     ship_locked();
   }
+}
+
+std::optional<Hello> MirrorSender::first_hello(std::chrono::milliseconds limit) {
+  std::unique_lock lock(mu_);
+  mirrored_cv_.wait_for(lock, limit, [&] { return first_hello_.has_value() || stop_; });
+  return first_hello_;
 }
 
 MirrorLink MirrorSender::link() const {

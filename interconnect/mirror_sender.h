@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -133,6 +134,9 @@ class MirrorSender : public nvcache::Replicator {
   MirrorStats stats() const;
   // Lock-free: never waits for a writer or the progress thread.
   MirrorLink link() const;
+  // The first HELLO the partner's receiver sent since start (what its mirror of this ring held
+  // then), waiting up to `limit` for it; nullopt when none came (the partner is down).
+  std::optional<Hello> first_hello(std::chrono::milliseconds limit);
   // COMMIT -> ACK round trip of every COMMIT an ACK retires (an ACK may cover several), from
   // sending it to hearing the ACK. No lock: the histogram is atomic.
   const LatencyHistogram& ack_latency() const { return ack_latency_; }
@@ -194,6 +198,7 @@ class MirrorSender : public nvcache::Replicator {
   // COMMITs in flight (end position, when sent), oldest first: ACKs retire them from the front.
   std::deque<std::pair<uint64_t, std::chrono::steady_clock::time_point>> commit_times_;
   MirrorStats counters_;
+  std::optional<Hello> first_hello_;  // GUARDED_BY(mu_); signalled on mirrored_cv_
   LatencyHistogram ack_latency_;
 };
 

@@ -103,7 +103,7 @@ int fail(Readiness& ready, const Logger& log, const Status& s) {
 // more and it is formatted anew. Until then the node refuses to start (exit 3), which leaves it
 // silent, so that the partner takes its volumes over from the mirror (docs/durability.md).
 Status damage_covered_by_partner(const tools::HafsdConfig& cfg, membership::SharedDisk& disk,
-                                 uint64_t cluster_id, const nvcache::RingDamage& damage) {
+                                 uint64_t cluster_id, uint64_t last_needed_lsn) {
   for (const auto& v : cfg.volumes) {
     membership::RecordBlock block{};
     Status read = disk.read(membership::ownership_record_name(v.id), block);
@@ -116,10 +116,10 @@ Status damage_covered_by_partner(const tools::HafsdConfig& cfg, membership::Shar
       return Status::error(Code::kDataLoss, name + "this node still owns it (epoch " +
                                                 std::to_string(rec->epoch) + ")");
     if (rec->replay_node == cfg.node_id &&
-        (rec->replay_pending() || rec->replay_next_lsn <= damage.last_valid_lsn))
+        (rec->replay_pending() || rec->replay_next_lsn <= last_needed_lsn))
       return Status::error(Code::kDataLoss, name + "node " + std::to_string(rec->owner) +
                                                 " has not replayed this log past LSN " +
-                                                std::to_string(damage.last_valid_lsn) + " yet");
+                                                std::to_string(last_needed_lsn) + " yet");
   }
   return Status::ok();
 }
@@ -278,7 +278,7 @@ int main(int argc, char** argv) {
   nvcache::RecoveryReport report;
   auto cache = nvcache::NvCache::open(**store, target, cache_opts, &report);
   if (!cache && cache.status().code() == Code::kDataLoss && disk && report.ring.damage) {
-    Status covered = damage_covered_by_partner(cfg, *disk, cluster_id, *report.ring.damage);
+    Status covered = damage_covered_by_partner(cfg, *disk, cluster_id, report.ring.damage->last_valid_lsn);
     if (!covered.is_ok())
       return fail(ready, log, Status::error(Code::kDataLoss,
           cache.status().message() + ". Not starting: " + covered.message() +
@@ -381,6 +381,29 @@ int main(int argc, char** argv) {
     sender = std::make_unique<interconnect::MirrorSender>((*cache)->log(), so);
     sender->start();
     (*cache)->set_replicator(sender.get());
+    if (disk) {
+      // Damage among the last records of the log reads like a torn tail (log-format.md §9a). The
+      // partner's mirror tells: if it holds this ring's last session further than recovery found
+      // it valid, records that may have been acknowledged are missing here. (A crash of hafsd
+      // never does that: the mirror gets only bytes already in the local ring.) Then this node
+      // must not re-claim its volumes from the log: it stops, and the partner takes them over
+      // from the mirror, unless it already has, past that point.
+      const auto hello = sender->first_hello(std::chrono::milliseconds(2 * ic.silence_limit_ms));
+      if (hello && hello->ring_id == report.ring.header.ring_id &&
+          hello->session == report.ring.header.session && hello->have_pos > report.ring.next_pos) {
+        const std::string lost = "node " + std::to_string(ic.partner_node_id) +
+            "'s mirror holds this NV log's session " + std::to_string(hello->session) + " up to position " +
+            std::to_string(hello->have_pos) + ", beyond where recovery found it valid (position " +
+            std::to_string(report.ring.next_pos) + ", LSN " + std::to_string(report.ring.next_lsn) +
+            ": " + report.ring.end_message + "): records that may have been acknowledged are damaged here";
+        Status covered = damage_covered_by_partner(cfg, *disk, cluster_id, report.ring.next_lsn);
+        if (!covered.is_ok())
+          return fail(ready, log, Status::error(Code::kDataLoss, lost + ". Not starting: " + covered.message() +
+              ". The partner's mirror holds these records: it takes this node's volumes over while this node "
+              "is down; start this node again once it has"));
+        log.warn("%s; the partner has taken every volume over and replayed past them", lost.c_str());
+      }
+    }
     log.info("mirroring to node %u at %s:%s over %s; mirror of its ring in %s",
              ic.partner_node_id, ic.partner_host.c_str(), ic.partner_port.c_str(),
              ic.provider.c_str(), ic.mirror_path.c_str());

@@ -388,6 +388,40 @@ TEST_P(FlippedByteTest, FlippedByteInTheNvLogIsDamageNotAnEnd) {
   verify(w, medium_ + "/vol1", "on the medium");
 }
 
+// The same flip among the last records of the log (fewer than 64 valid records after it), where
+// the log alone cannot tell damage from a torn tail (log-format.md §9a): found by the soak (seed
+// 500234). Node 2's mirror tells: its HELLO says it holds node 1's session further than node 1's
+// recovery found it valid, so node 1, restarted at once, must refuse (exit 3) instead of
+// re-claiming vol1 from its cut log, and node 2 serves every acknowledged write from its mirror.
+TEST_F(PromiseTest, AFlippedByteNearTheEndIsToldByThePartnersMirror) {
+  ASSERT_NO_FATAL_FAILURE(start_pair());
+  const uint64_t epoch1 = await_serving(1, "vol1", 0, 10s);
+  ASSERT_GT(epoch1, 0u);
+  AckWriter& w = new_writer(node(1).proc->path("vol1"), 503);
+  ASSERT_NO_FATAL_FAILURE(await_acks(w, 300));
+  node(1).proc->kill9();
+  ASSERT_TRUE(w.wait_finished(30s));
+  const std::string nvlog = node(1).proc->nvlog();
+  const std::string flipped = flip_record_byte(nvlog, RecordField::kMagicByte, 0.97);
+  ASSERT_FALSE(flipped.empty()) << "no record to damage in " << nvlog;
+  std::cout << "node 1's NV log: flipped the " << flipped << "\n";
+
+  const size_t log_before = node(1).proc->log().size();
+  std::string why;
+  const bool mounted = node(1).proc->start(&why, 30s);
+  const bool ended = !mounted || node(1).proc->wait_exit(20s);
+  if (!ended) {
+    ADD_FAILURE() << "node 1 runs on a log that lost mirrored records: " << dump();
+    node(1).proc->kill9();
+  }
+  const std::string log = node(1).proc->log().substr(log_before);
+  EXPECT_EQ(node(1).proc->exit_status(), kExitNvLogDamaged) << log;
+  EXPECT_NE(log.find("mirror holds this NV log"), std::string::npos) << log;
+  ASSERT_GT(await_serving(2, "vol1", epoch1, 30s), epoch1) << dump();
+  verify(w, node(2).proc->path("vol1"), "through node 2's mount");
+  expect_one_writer();
+}
+
 INSTANTIATE_TEST_SUITE_P(Promise, FlippedByteTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) {
                            return std::string(p.param ? "BeforeThePartnerCanClaim" : "AfterTheTakeover");
