@@ -161,6 +161,14 @@ class BadPeerTest : public ::testing::Test {
     EXPECT_FALSE(st.connected);
   }
 
+  // Starts `sender` as this ring's replicator and waits until it mirrors.
+  void start_mirroring(MirrorSender& sender) {
+    sender.start();
+    cache_->set_replicator(&sender);
+    ASSERT_TRUE(eventually([&] { return sender.stats().state == MirrorState::kMirroring; }))
+        << sender.stats().last_error;
+  }
+
   // The receiver still serves: a correct sender connects, mirrors, and a write is acknowledged
   // with the partner's ACK (not degraded).
   void expect_correct_sender_mirrors(uint64_t epoch = 1) {
@@ -299,10 +307,7 @@ TEST_F(BadPeerTest, CommitBelowTheMinimumEpochIsRefusedOnAnAcceptedConnection) {
   opts.epoch = 5;
   opts.mirror_wait = 200ms;
   MirrorSender sender(cache_->log(), opts);
-  sender.start();
-  cache_->set_replicator(&sender);
-  ASSERT_TRUE(eventually([&] { return sender.stats().state == MirrorState::kMirroring; }))
-      << sender.stats().last_error;
+  ASSERT_NO_FATAL_FAILURE(start_mirroring(sender));
   std::vector<std::byte> data(3000, std::byte{1});
   ASSERT_TRUE(cache_->write({3, "before"}, 1, 0, data).is_ok());
   const uint64_t commits = receiver_->stats().commits;
@@ -324,10 +329,7 @@ TEST_F(BadPeerTest, AFrozenMirrorRefusesThePartnerUntilThawed) {
   auto opts = sender_options();
   opts.mirror_wait = 200ms;
   MirrorSender sender(cache_->log(), opts);
-  sender.start();
-  cache_->set_replicator(&sender);
-  ASSERT_TRUE(eventually([&] { return sender.stats().state == MirrorState::kMirroring; }))
-      << sender.stats().last_error;
+  ASSERT_NO_FATAL_FAILURE(start_mirroring(sender));
   ASSERT_TRUE(receiver_->freeze(2000ms).is_ok());
   EXPECT_TRUE(receiver_->stats().frozen);
   EXPECT_FALSE(receiver_->stats().connected);
@@ -347,10 +349,7 @@ TEST_F(BadPeerTest, AFrozenMirrorRefusesThePartnerUntilThawed) {
 
 TEST_F(BadPeerTest, SecondSenderWhileTheFirstIsAliveIsRefused) {
   MirrorSender first(cache_->log(), sender_options());
-  first.start();
-  cache_->set_replicator(&first);
-  ASSERT_TRUE(eventually([&] { return first.stats().state == MirrorState::kMirroring; }))
-      << first.stats().last_error;
+  ASSERT_NO_FATAL_FAILURE(start_mirroring(first));
   std::vector<std::byte> data(3000, std::byte{1});
   ASSERT_TRUE(cache_->write({3, "one"}, 1, 0, data).is_ok());
   const uint64_t commits = receiver_->stats().commits;
