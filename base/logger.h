@@ -10,7 +10,9 @@
 
 namespace hafs {
 
-enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
+// kOff is a logger level only (nothing is logged at it): for simulations, where faults make
+// errors the normal case.
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3, kOff = 4 };
 
 // Parses "debug", "info", "warn", "error"; returns false for anything else.
 bool parse_log_level(const std::string& text, LogLevel* out);

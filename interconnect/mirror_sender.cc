@@ -337,13 +337,6 @@ bool MirrorSender::connect_and_handshake() {
   if (hello->node_id != options_.partner_node_id)
     return handshake_failed("handshake: node " + std::to_string(hello->node_id) + " answered, not node " +
                             std::to_string(options_.partner_node_id));
-  {
-    std::lock_guard lock(mu_);
-    if (!first_hello_) {
-      first_hello_ = *hello;
-      mirrored_cv_.notify_all();
-    }
-  }
   if (hello->mr_bytes != log_.store().size())
     return handshake_failed("partner mirror holds " + std::to_string(hello->mr_bytes) + " bytes, this ring " +
                 std::to_string(log_.store().size()));
@@ -478,10 +471,24 @@ void MirrorSender::run() {
   }
 }
 
-std::optional<Hello> MirrorSender::first_hello(std::chrono::milliseconds limit) {
-  std::unique_lock lock(mu_);
-  mirrored_cv_.wait_for(lock, limit, [&] { return first_hello_.has_value() || stop_; });
-  return first_hello_;
+std::optional<Hello> probe_partner_mirror(TransportFactory& transport, const std::string& host,
+                                         const std::string& port, uint32_t partner_node_id,
+                                         milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    const auto left = duration_cast<milliseconds>(deadline - Clock::now());
+    auto conn = transport.connect(host, port, std::max(left, milliseconds(1)));
+    if (conn) {
+      // The receiver speaks first; hanging up before AUTH leaves its mirror as it was.
+      auto first = next_message(**conn, std::max(duration_cast<milliseconds>(deadline - Clock::now()), milliseconds(1)));
+      if (!first) return std::nullopt;
+      const auto* hello = std::get_if<Hello>(&*first);
+      if (!hello || hello->node_id != partner_node_id) return std::nullopt;
+      return *hello;
+    }
+    std::this_thread::sleep_for(std::min(milliseconds(50), limit));  // nobody listens yet: retry
+  }
+  return std::nullopt;
 }
 
 MirrorLink MirrorSender::link() const {

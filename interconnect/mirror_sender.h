@@ -134,9 +134,6 @@ class MirrorSender : public nvcache::Replicator {
   MirrorStats stats() const;
   // Lock-free: never waits for a writer or the progress thread.
   MirrorLink link() const;
-  // The first HELLO the partner's receiver sent since start (what its mirror of this ring held
-  // then), waiting up to `limit` for it; nullopt when none came (the partner is down).
-  std::optional<Hello> first_hello(std::chrono::milliseconds limit);
   // COMMIT -> ACK round trip of every COMMIT an ACK retires (an ACK may cover several), from
   // sending it to hearing the ACK. No lock: the histogram is atomic.
   const LatencyHistogram& ack_latency() const { return ack_latency_; }
@@ -198,8 +195,16 @@ class MirrorSender : public nvcache::Replicator {
   // COMMITs in flight (end position, when sent), oldest first: ACKs retire them from the front.
   std::deque<std::pair<uint64_t, std::chrono::steady_clock::time_point>> commit_times_;
   MirrorStats counters_;
-  std::optional<Hello> first_hello_;  // GUARDED_BY(mu_); signalled on mirrored_cv_
   LatencyHistogram ack_latency_;
 };
+
+// Reads what the partner's mirror of this node's ring holds (its receiver's HELLO) without
+// authenticating: the connection is closed before AUTH, so the partner's mirror is left as it was
+// (an AUTH of a new session would make it start over from the trim point). Retries while nobody
+// listens, up to `limit`; nullopt when no HELLO came (the partner is down). The HELLO is not
+// authenticated: a forged one can only make a node refuse to start, never lose a write.
+std::optional<Hello> probe_partner_mirror(TransportFactory& transport, const std::string& host,
+                                         const std::string& port, uint32_t partner_node_id,
+                                         std::chrono::milliseconds limit);
 
 }  // namespace hafs::interconnect

@@ -31,9 +31,12 @@ struct Observation {
 struct TakeoverPlan {
   // Apply the records of this node's NV log (its mirror here) — none when kNoNode — ...
   NodeId replay_node = kNoNode;
-  // ... of the volume with exactly this epoch: the partner's ownership the claim replaced.
-  // Records of an earlier epoch were applied before (by the partner when it re-claimed, or by an
-  // earlier takeover) and re-applying them could roll back newer writes (I8).
+  // ... of the volume with an epoch in [replay_from_epoch, replay_epoch]: the partner's run of
+  // ownership the claim replaced (OwnershipRecord::run_epoch). Records of epochs before the run
+  // were applied before (by the takeover that ended the partner's previous run) and re-applying
+  // them could roll back newer writes (I8); within the run there was no other writer, so
+  // applying them all, in LSN order, ends at the partner's last state.
+  uint64_t replay_from_epoch = 0;
   uint64_t replay_epoch = 0;
   // An operator accepted the loss: a damaged mirror is applied up to the damage.
   bool accept_damage = false;

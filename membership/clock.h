@@ -6,6 +6,7 @@
 
 #include <time.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 
@@ -34,7 +35,8 @@ class SteadyClock final : public Clock {
   }
 };
 
-// Not thread safe: a simulation drives it from one thread.
+// Advanced by one thread (the simulation's); read from any (a simulated node's data-path threads
+// ask it whether a lease still holds).
 class SimClock final : public Clock {
  public:
   // rate_ppm > 0 runs fast: advance(1000 ms) moves it 1000 * (1 + rate_ppm / 1e6) ms.
@@ -42,14 +44,14 @@ class SimClock final : public Clock {
       : now_us_(start.count() * 1000), rate_ppm_(rate_ppm) {
     HAFS_CHECK(rate_ppm > -1'000'000, "a clock cannot run backwards");
   }
-  Millis now() const override { return Millis(now_us_ / 1000); }
+  Millis now() const override { return Millis(now_us_.load(std::memory_order_acquire) / 1000); }
   void advance(Millis step) {
     HAFS_CHECK(step.count() >= 0, "simulated time only moves forward");
-    now_us_ += step.count() * (1'000'000 + rate_ppm_) / 1000;
+    now_us_.fetch_add(step.count() * (1'000'000 + rate_ppm_) / 1000, std::memory_order_acq_rel);
   }
 
  private:
-  int64_t now_us_;
+  std::atomic<int64_t> now_us_;
   int64_t rate_ppm_;
 };
 

@@ -180,6 +180,7 @@ class Monitor {
     bool pending = false;
     NodeId node = kNoNode;
     uint64_t epoch = 0;
+    uint64_t from_epoch = 0;  // records of epochs [from_epoch, epoch] are applied
     uint64_t next_lsn = 0;
   };
   struct Read {
@@ -202,6 +203,7 @@ class Monitor {
     bool releasing = false;        // release() answered kInProgress: not served, still held
     bool planned = false;          // received by a planned hand-over: no automatic giveback
     ReplayFields replay;           // of the record we hold or claim (written with it)
+    uint64_t run_epoch = 0;        // since when we hold it without interruption (OwnershipRecord)
     bool accept_loss = false;      // an operator allows a takeover from an outdated mirror
     std::string blocked;           // why we do not take it over this tick (status); empty: nothing
     bool blocked_logged = false;   // the outdated-mirror refusal was logged (once per episode)

@@ -32,6 +32,8 @@ OwnershipRecord Monitor::own_record(const Vol& v, uint64_t counter) const {
   rec.replay_node = v.replay.node;
   rec.replay_epoch = v.replay.epoch;
   rec.replay_next_lsn = v.replay.next_lsn;
+  rec.replay_from_epoch = v.replay.from_epoch;
+  rec.run_epoch = v.run_epoch;
   return rec;
 }
 
@@ -186,6 +188,7 @@ void Monitor::try_take_over(Vol& v) {
     if (v.replay.pending) {
       plan.replay_node = v.replay.node;
       plan.replay_epoch = v.replay.epoch;
+      plan.replay_from_epoch = v.replay.from_epoch;
       plan.accept_damage = v.accept_loss;
     }
     uint64_t next_lsn = 0;
@@ -264,11 +267,15 @@ Monitor::ReplayFields Monitor::replay_after(const OwnershipRecord* base) const {
     f.pending = true;
     f.node = config_.partner_id;
     f.epoch = base->epoch;
+    // Every epoch of its run: a re-claim over itself that never served has not destaged the
+    // records of the epochs before it.
+    f.from_epoch = base->run_epoch;
   } else if (base->owner == config_.node_id) {
     // Over our own (an earlier life, a self-fence): what that record said, a pending replay too.
     f.pending = base->replay_pending();
     f.node = base->replay_node;
     f.epoch = base->replay_epoch;
+    f.from_epoch = base->replay_from_epoch;
     f.next_lsn = base->replay_next_lsn;
   }
   return f;
@@ -317,6 +324,8 @@ bool Monitor::prepare_claim(Vol& v, const OwnershipRecord* base) {
 void Monitor::start_claim(Vol& v, const Read& r, uint64_t epoch, const char* why) {
   const OwnershipRecord* base = r.kind == ReadKind::kValid ? &r.rec : (v.have_last ? &v.last : nullptr);
   if (!prepare_claim(v, base)) return;
+  // Over our own record our run goes on (nobody held it in between); otherwise one starts.
+  v.run_epoch = base && base->owner == config_.node_id ? base->run_epoch : epoch;
   v.epoch = epoch;
   v.claim_has_base = r.kind == ReadKind::kValid;
   if (v.claim_has_base) v.claim_base = r.rec;
@@ -401,6 +410,7 @@ void Monitor::write_handover(Vol& v) {
   OwnershipRecord rec = own_record(v, 0);
   rec.owner = config_.partner_id;
   rec.epoch = v.epoch + 1;
+  rec.run_epoch = rec.epoch;  // everything of ours is on the medium: the partner's run starts
   rec.flags = kOwnFlagHandover;
   if (Status s = write_record(v, rec); !s.is_ok()) {
     log_.warn("volume %u: hand-over write failed (attempt %u): %s", v.id, v.handover_attempts,
@@ -449,6 +459,7 @@ void Monitor::accept_handover(Vol& v, const Read& r) {
   v.replay = replay_after(&r.rec);  // the giver's history; it replayed before serving
   v.replay.pending = false;
   v.epoch = r.rec.epoch;
+  v.run_epoch = r.rec.run_epoch;  // the giver wrote it: our run starts at the handover
   v.renew_counter = r.rec.renew_counter;
   v.replayed = false;
   // The giver wrote the record for us and never writes it again; our first renewal starts

@@ -51,6 +51,8 @@ void encode_ownership(const OwnershipRecord& r, std::span<std::byte, kRecordBloc
   put_le<uint32_t>(out, own_off::kReplayNode, r.replay_node);
   put_le<uint64_t>(out, own_off::kReplayEpoch, r.replay_epoch);
   put_le<uint64_t>(out, own_off::kReplayNextLsn, r.replay_next_lsn);
+  put_le<uint64_t>(out, own_off::kRunEpoch, r.run_epoch);
+  put_le<uint64_t>(out, own_off::kReplayFromEpoch, r.replay_from_epoch);
   put_le<uint32_t>(out, own_off::kCrc, crc32c(out.data(), own_off::kCrc));
 }
 
@@ -94,6 +96,13 @@ Result<OwnershipRecord> decode_ownership(std::span<const std::byte> in) {
   r.replay_node = get_le<uint32_t>(in, own_off::kReplayNode);
   r.replay_epoch = get_le<uint64_t>(in, own_off::kReplayEpoch);
   r.replay_next_lsn = get_le<uint64_t>(in, own_off::kReplayNextLsn);
+  r.run_epoch = get_le<uint64_t>(in, own_off::kRunEpoch);
+  r.replay_from_epoch = get_le<uint64_t>(in, own_off::kReplayFromEpoch);
+  if (r.owner != kNoNode && (r.run_epoch == 0 || r.run_epoch > r.epoch))
+    return corrupt("ownership record: run epoch " + std::to_string(r.run_epoch) + " outside 1.." + std::to_string(r.epoch));
+  if (r.replay_from_epoch > r.replay_epoch)
+    return corrupt("ownership record: replay epochs " + std::to_string(r.replay_from_epoch) + ".." +
+                   std::to_string(r.replay_epoch));
   if (r.home == kNoNode) return corrupt("ownership record without a home node");
   if ((r.flags & ~kOwnFlagsKnown) != 0)
     return corrupt("ownership record has unknown flags " + std::to_string(r.flags));

@@ -53,7 +53,7 @@ struct HeartbeatRecord {
 
 // ---- volume ownership: "volume-<id>.own" ----------------------------------------------------
 inline constexpr uint64_t kOwnershipMagic = 0x314E574F53464148ull;  // "HAFSOWN1" as LE bytes
-inline constexpr uint32_t kOwnershipVersion = 2;  // 2: cluster_id and the replay fields
+inline constexpr uint32_t kOwnershipVersion = 3;  // 2: cluster_id and the replay fields; 3: run_epoch, replay_from_epoch
 
 namespace own_off {
 inline constexpr size_t kMagic = 0;         // u64
@@ -70,10 +70,12 @@ inline constexpr size_t kReplayNode = 56;   // u32: whose NV log the last takeov
 inline constexpr size_t kReserved = 60;     // u32: 0
 inline constexpr size_t kReplayEpoch = 64;  // u64: ... the epoch of the records of it that count
 inline constexpr size_t kReplayNextLsn = 72;// u64: ... every record below this LSN was read
-inline constexpr size_t kCrc = 80;          // u32: CRC32C of bytes [0, kCrc)
+inline constexpr size_t kRunEpoch = 80;     // u64: the epoch at which `owner` took the volume from another node
+inline constexpr size_t kReplayFromEpoch = 88;  // u64: the replay applies records of epochs [this, replay_epoch]
+inline constexpr size_t kCrc = 96;          // u32: CRC32C of bytes [0, kCrc)
 }  // namespace own_off
 inline constexpr size_t kEncodedOwnership = own_off::kCrc + 4;
-static_assert(kEncodedOwnership == 84);
+static_assert(kEncodedOwnership == 100);
 static_assert(kEncodedOwnership <= kRecordBlockBytes);
 
 // Written by a holder giving the volume back: `owner` is the home node, which has not renewed
@@ -98,6 +100,13 @@ struct OwnershipRecord {
   NodeId replay_node = kNoNode;  // with replay_epoch and replay_next_lsn: see kOwnFlagReplayPending
   uint64_t replay_epoch = 0;
   uint64_t replay_next_lsn = 0;  // 0 while the replay is pending
+  // The owner's run: it has held the volume without interruption since epoch `run_epoch` (it
+  // re-claims over its own records after a self-fence or a restart). Its NV log's records of
+  // epochs run_epoch..epoch may not all be on the medium yet: a takeover over this record
+  // replays all of them, not only those of `epoch` (a re-claim that never served has not
+  // destaged the earlier ones).
+  uint64_t run_epoch = 0;
+  uint64_t replay_from_epoch = 0;  // with replay_epoch: the range of epochs the replay applies
 
   bool replay_pending() const { return (flags & kOwnFlagReplayPending) != 0; }
   bool operator==(const OwnershipRecord&) const = default;

@@ -2,12 +2,38 @@
 
 #include "nvcache/log_format.h"
 
+#include <array>
+
+#include "base/crc32c.h"
+
 namespace hafs::nvcache {
 
 Status RingBytes::read(uint64_t data_pos, std::span<std::byte> out) const {
   const uint64_t off = data_pos % data_bytes_;
   HAFS_CHECK(off + out.size() <= data_bytes_, "staged extent crosses the end of the ring");
   return store_->read(kDataOffset + off, out);
+}
+
+Status RingBytes::verify_record(uint64_t record_pos, uint64_t lsn) const {
+  auto damaged = [&](const std::string& what) {
+    return Status::error(Code::kDataLoss, "NV log record LSN " + std::to_string(lsn) + " at position " +
+                                              std::to_string(record_pos) + " is damaged: " + what);
+  };
+  std::array<std::byte, kRecordHeaderBytes> fixed{};
+  HAFS_RETURN_IF_ERROR(read(record_pos, fixed));
+  auto h = decode_record_header(fixed);
+  if (!h) return damaged(h.status().message());
+  if (h->lsn != lsn || h->pos != record_pos || h->type != RecordType::kWrite)
+    return damaged("its header names LSN " + std::to_string(h->lsn) + " at position " + std::to_string(h->pos));
+  if (record_pos % data_bytes_ + payload_offset(h->key_len) + h->payload_len > data_bytes_)
+    return damaged("its length runs past the end of the ring");
+  std::vector<std::byte> bytes(payload_offset(h->key_len) + h->payload_len);
+  HAFS_RETURN_IF_ERROR(read(record_pos, bytes));
+  if (!verify_record_header_crc(std::span(bytes).first(kRecordHeaderBytes + h->key_len)))
+    return damaged("header CRC mismatch");
+  if (crc32c(std::span<const std::byte>(bytes).subspan(payload_offset(h->key_len))) != h->payload_crc)
+    return damaged("payload CRC mismatch");
+  return Status::ok();
 }
 
 namespace {

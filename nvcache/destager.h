@@ -47,6 +47,11 @@ class RingBytes {
  public:
   RingBytes(const Store& store, uint64_t data_bytes) : store_(&store), data_bytes_(data_bytes) {}
   Status read(uint64_t data_pos, std::span<std::byte> out) const;
+  // Checks that the WRITE record at logical position `record_pos` is still whole: its header
+  // (with the key) and payload CRCs match and it is the record of `lsn`. A byte that turned bad
+  // in the NV log after the append (a memory or media error) is found here, before the record's
+  // bytes are served to a reader or written to the medium: kDataLoss.
+  Status verify_record(uint64_t record_pos, uint64_t lsn) const;
 
  private:
   const Store* store_;

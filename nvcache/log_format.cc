@@ -99,7 +99,8 @@ Result<RecordHeader> decode_record_header(std::span<const std::byte, kRecordHead
   const uint8_t type = get_le<uint8_t>(in, rec_off::kType);
   if (type != static_cast<uint8_t>(RecordType::kWrite) &&
       type != static_cast<uint8_t>(RecordType::kPad) &&
-      type != static_cast<uint8_t>(RecordType::kFence))
+      type != static_cast<uint8_t>(RecordType::kFence) &&
+      type != static_cast<uint8_t>(RecordType::kDamaged))
     return Status::error(Code::kCorruption, "unknown record type " + std::to_string(type));
   h.type = static_cast<RecordType>(type);
   h.key_len = get_le<uint16_t>(in, rec_off::kKeyLen);
@@ -123,6 +124,8 @@ Result<RecordHeader> decode_record_header(std::span<const std::byte, kRecordHead
     return Status::error(Code::kCorruption, "PAD record with a key");
   if (h.type == RecordType::kFence && h.payload_len != 0)
     return Status::error(Code::kCorruption, "FENCE record with a payload");
+  if (h.type == RecordType::kDamaged && (h.key_len != 0 || h.payload_len != 0))
+    return Status::error(Code::kCorruption, "DAMAGED marker with a key or payload");
   return h;
 }
 

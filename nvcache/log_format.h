@@ -82,6 +82,9 @@ enum class RecordType : uint8_t {
   kPad = 2,    // fills the data area up to its end; the next record is at offset 0
   kFence = 3,  // every earlier record of `key` is already on the storage medium: replay must
                // not apply them (written after a flush, before a truncate); no payload
+  kDamaged = 4,  // written over the header of a record found damaged while the node ran (a
+                 // reader's or the destager's CRC check): recovery stops here and reports
+                 // damage, however few records follow; no key, no payload
 };
 
 namespace rec_off {

@@ -111,6 +111,8 @@ Result<bool> LogReader::next(RecordView* out) {
       return stop(ScanEnd::kGap, "LSN " + std::to_string(h.lsn) + " found " + where);
     if (h.pos != next_pos_)
       return stop(ScanEnd::kCorrupt, "record says position " + std::to_string(h.pos) + " " + where);
+    if (h.type == RecordType::kDamaged)
+      return stop(ScanEnd::kDamaged, "the record was found damaged while the node ran (DAMAGED marker) " + where);
     if (h.type == RecordType::kWrite) {
       buf_.resize(payload_offset(h.key_len) + h.payload_len);
       HAFS_RETURN_IF_ERROR(read_at(next_pos_ + head_len, std::span(buf_).subspan(head_len)));
@@ -157,9 +159,14 @@ Result<RecoveredRing> scan_ring(const Store& store,
   out.next_pos = reader.next_pos();
   out.end = reader.end();
   out.end_message = reader.end_message();
-  // Any end, a clean one too: a flipped magic or LSN byte reads as "no record here".
-  auto damage = find_damage(store, out.header, out.next_lsn, out.next_pos, reader.last_session());
+  // Any end, a clean one too: a flipped magic or LSN byte reads as "no record here". A DAMAGED
+  // marker is damage however few records follow it (they need not be kMaxRecordsInFlight).
+  const bool marked = out.end == ScanEnd::kDamaged;
+  auto damage = find_damage(store, out.header, out.next_lsn, out.next_pos, reader.last_session(),
+                            marked ? 0 : kMaxRecordsInFlight);
   if (!damage) return damage.status();
+  if (marked && !*damage)  // nothing valid after it: the damaged record was the last one
+    *damage = RingDamage{out.next_lsn, out.next_pos, out.next_lsn + 1, out.next_pos, out.next_lsn};
   if (*damage) {
     out.end = ScanEnd::kDamaged;
     out.end_message = (*damage)->describe() + " (the scan stopped: " + out.end_message + ")";
@@ -211,7 +218,7 @@ Result<std::optional<RecordHeader>> valid_record_at(const Store& store, const Ri
 
 Result<std::optional<RingDamage>> find_damage(const Store& store, const RingHeader& header,
                                               uint64_t end_lsn, uint64_t end_pos,
-                                              uint32_t min_session) {
+                                              uint32_t min_session, uint64_t min_beyond) {
   const uint64_t data = header.data_bytes;
   const uint64_t limit = header.trim_pos + data;  // one lap from the trim point
   std::optional<RingDamage> found;
@@ -236,7 +243,7 @@ Result<std::optional<RingDamage>> find_damage(const Store& store, const RingHead
     }
     pos = next;
   }
-  if (found && found->last_valid_lsn >= end_lsn + kMaxRecordsInFlight) return found;
+  if (found && found->last_valid_lsn >= end_lsn + min_beyond) return found;
   return std::optional<RingDamage>();
 }
 

@@ -152,6 +152,20 @@ Status Log::write_pad(uint64_t lsn, uint64_t pos, uint64_t span) {
   return store_.write(kDataOffset + pos % data_bytes_, buf);
 }
 
+Status Log::mark_damaged(uint64_t pos, uint64_t lsn) {
+  RecordHeader h;
+  h.type = RecordType::kDamaged;
+  h.lsn = lsn;
+  h.pos = pos;
+  h.session = session_;
+  h.ring_tag = ring_tag(ring_id_);
+  std::array<std::byte, kRecordHeaderBytes> buf{};
+  encode_record_header(h, {}, buf);
+  const uint64_t off = kDataOffset + pos % data_bytes_;
+  HAFS_RETURN_IF_ERROR(store_.write(off, buf));
+  return store_.persist(off, buf.size());
+}
+
 Status Log::fill(const Reservation& r, const AppendSpec& spec) {
   HAFS_CHECK(record_span(static_cast<uint16_t>(spec.key.size()),
                          static_cast<uint32_t>(spec.payload.size())) == r.span,

@@ -84,6 +84,10 @@ class Log {
   Status fill(const Reservation& r, const AppendSpec& spec);
   Status persist(const Reservation& r);
   Status complete(const Reservation& r);
+  // Writes a DAMAGED marker over the header of the record `lsn` at `pos`, which was found damaged
+  // after its append (log-format.md): recovery then reports damage there, never a torn tail.
+  // The record must be complete (below the complete point) and not trimmed.
+  Status mark_damaged(uint64_t pos, uint64_t lsn);
   // Marks the log failed (an append could not be filled or persisted) and wakes every waiter.
   void fail(const Status& why);
   // reserve + fill + persist + complete, for callers with nothing to do in between.

@@ -171,7 +171,11 @@ Result<StagedData> NvCache::snapshot(const ObjectId& object, uint64_t offset, ui
   StagedData out;
   std::shared_lock lock(index_mu_);  // the ring bytes of listed extents stay until they leave
   if (staged_end) *staged_end = index_.staged_end(object);
-  for (const StagedExtent& e : index_.lookup(object, offset, length)) {
+  const std::vector<StagedExtent> extents = index_.lookup(object, offset, length);
+  // A reader never gets bytes of a damaged record (RingBytes::verify_record): EIO, and the node
+  // stops (on_damage) so that the partner serves the volume from its mirror's good copy.
+  HAFS_RETURN_IF_ERROR(verify_records(extents));
+  for (const StagedExtent& e : extents) {
     StagedPiece piece{e.file_offset, std::vector<std::byte>(e.length)};
     HAFS_RETURN_IF_ERROR(ring_bytes_.read(e.data_pos, piece.data));
     out.push_back(std::move(piece));
@@ -219,6 +223,17 @@ Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64
     std::shared_lock lock(index_mu_);
     return index_.extents_of(o);
   };
+  // Nothing damaged goes to the medium: every record is checked first.
+  for (const ObjectId& o : objects) {
+    std::vector<StagedExtent> extents = lister(o);
+    std::erase_if(extents, [&](const StagedExtent& e) { return e.lsn > max_lsn; });
+    if (Status s = verify_records(extents); !s.is_ok()) {
+      destage_errors_.fetch_add(1, std::memory_order_relaxed);
+      std::lock_guard lock(error_mu_);
+      last_destage_error_ = s.to_string();
+      return s;
+    }
+  }
   const auto started = std::chrono::steady_clock::now();
   auto result = destage_objects(objects, max_lsn, lister, ring_bytes_, target_, options_.faults,
                                 options_.logger);
@@ -244,6 +259,29 @@ Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64
   }
   HAFS_RETURN_IF_ERROR(trim_locked());
   return result->written.size() + result->gone.size();
+}
+
+Status NvCache::verify_records(const std::vector<StagedExtent>& extents) const {
+  uint64_t checked_pos = UINT64_MAX;  // extents of one record are often neighbours
+  for (const StagedExtent& e : extents) {
+    if (e.record_pos == checked_pos) continue;
+    if (Status s = ring_bytes_.verify_record(e.record_pos, e.lsn); !s.is_ok()) {
+      report_damage(e.record_pos, e.lsn, s);
+      return s;
+    }
+    checked_pos = e.record_pos;
+  }
+  return Status::ok();
+}
+
+void NvCache::report_damage(uint64_t pos, uint64_t lsn, const Status& why) const {
+  // The marker first, so that no restart takes the damage for a torn tail (a damaged record
+  // followed by fewer than kMaxRecordsInFlight records looks like one).
+  Status marked = log_->mark_damaged(pos, lsn);
+  if (damage_reported_.exchange(true)) return;
+  options_.logger.error("%s; the records stay in the NV log%s", why.to_string().c_str(),
+                        marked.is_ok() ? ", marked damaged" : (", and marking it failed: " + marked.to_string()).c_str());
+  if (options_.on_damage) options_.on_damage(why);
 }
 
 Status NvCache::trim_locked() {

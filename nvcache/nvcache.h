@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,6 +48,10 @@ struct NvCacheOptions {
   uint64_t destage_batch_bytes = 64u << 20;   // bytes one destage pass writes at most
   uint32_t destage_interval_ms = 100;         // how long staged data may wait when idle
   uint32_t retry_backoff_max_ms = 5000;       // destage retry backoff cap after EIO/ENOSPC
+  // Called once, from a reader or the destager, when a staged record turned out damaged while
+  // running (a byte went bad after its append): its bytes are neither served nor destaged. The
+  // owner stops the node; the partner's mirror holds the good copy (docs/durability.md).
+  std::function<void(const Status&)> on_damage;
 };
 
 struct RecoveryReport {
@@ -147,6 +152,11 @@ class NvCache {
   // destage_mu_. Returns how many objects it destaged.
   Result<size_t> destage_pass(const std::optional<ObjectId>& only, uint64_t upto_lsn = UINT64_MAX);
   Status trim_locked();  // requires destage_mu_
+  // Checks the records of `extents` (RingBytes::verify_record); reports the first damaged one.
+  Status verify_records(const std::vector<StagedExtent>& extents) const;
+  // Marks the record damaged in the ring (Log::mark_damaged) and tells options_.on_damage, once.
+  // Must not block: readers may hold index_mu_.
+  void report_damage(uint64_t pos, uint64_t lsn, const Status& why) const;
   void destager_main();
   bool under_pressure() const;
   void wake_destager();
@@ -183,6 +193,7 @@ class NvCache {
   std::atomic<uint64_t> destage_passes_{0};
   std::atomic<uint64_t> destaged_bytes_{0};
   std::atomic<uint64_t> destage_errors_{0};
+  mutable std::atomic<bool> damage_reported_{false};  // on_damage was called
   LatencyHistogram write_ack_latency_;
   LatencyHistogram destage_latency_;
   mutable std::mutex error_mu_;

@@ -16,7 +16,7 @@
 #include "membership/monitor.h"
 #include "tools/flush_job.h"
 #include "tools/hafsd_config.h"
-#include "tools/hafsd_membership.h"
+#include "node/node_actions.h"
 
 namespace hafs::tools {
 
@@ -31,7 +31,7 @@ struct NodeView {
   interconnect::MirrorSender* sender = nullptr;      // null when not mirrored
   interconnect::MirrorReceiver* receiver = nullptr;  // null when not mirrored
   membership::Monitor* monitor = nullptr;            // null without [membership]
-  const NodeActions* actions = nullptr;              // null without [membership]
+  const node::NodeActions* actions = nullptr;        // null without [membership]
   FlushJob* flush = nullptr;                         // background flushes (hafsctl flush)
 };
 

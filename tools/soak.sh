@@ -9,7 +9,12 @@
 # last one). --faults LIST (comma-separated, e.g. pause,twokills,slowrenew,flip,duplicate; the
 # names are in random_test.cc, fault_token) limits the trials to those kinds.
 #
+# With --sim N it runs N random seeds of the whole-pair simulator instead (tests/sim, hafs-sim:
+# every fault kind, byte flips included), prints a line per seed, the replay command of each
+# failed one and the simulated seconds per hour; no root needed.
+#
 # Usage: tools/soak.sh [--trials N] [--base SEED] [--faults LIST] [--build-dir DIR] [--report FILE]
+#        tools/soak.sh --sim N [--build-dir DIR]
 # Needs root (FUSE, namespaces) and a built failover_test (cmake --build build --target failover_test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +23,7 @@ base=$(( $(date +%s) % 1000000 * 1000 ))
 build=build
 report=""
 faults=""
+sim=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --trials) trials=$2; shift 2 ;;
@@ -25,10 +31,16 @@ while [[ $# -gt 0 ]]; do
     --build-dir) build=$2; shift 2 ;;
     --report) report=$2; shift 2 ;;
     --faults) faults=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --sim) sim=$2; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+if [[ -n "$sim" ]]; then
+  [[ "$sim" =~ ^[0-9]+$ && "$sim" -ge 1 ]] || { echo "soak.sh: --sim needs a positive number" >&2; exit 2; }
+  [[ -x "$build/tests/sim/hafs-sim" ]] || { echo "soak.sh: no $build/tests/sim/hafs-sim: build the hafs-sim target first" >&2; exit 1; }
+  exec "$build/tests/sim/hafs-sim" --random "$sim" --flips
+fi
 [[ "$trials" =~ ^[0-9]+$ && "$trials" -ge 1 ]] || { echo "soak.sh: --trials needs a positive number" >&2; exit 2; }
 bin="$build/tests/failover/failover_test"
 [[ -x "$bin" ]] || { echo "soak.sh: no $bin: build the failover_test target first" >&2; exit 1; }

@@ -158,6 +158,29 @@ TEST(PromiseTest, ReclaimAfterSelfFenceNeverReplaysTheMirrorAgain) {
   EXPECT_FALSE(p.actions(B).frozen);
 }
 
+// Found by the whole-pair simulator: A self-fenced, re-claimed its volume (epoch + 1) and died
+// before that re-claim's take-over had destaged its records of the earlier epoch. B's takeover
+// must replay A's whole run of ownership, not only the records of the newest epoch.
+TEST(PromiseTest, ATakeoverReplaysTheOwnersWholeRunNotOnlyItsLastEpoch) {
+  SimPair p(21);
+  bring_up(p);
+  const uint64_t e1 = p.record(1)->epoch;
+  EXPECT_EQ(p.record(1)->run_epoch, e1);
+  p.actions(A).take_over_calls_in_progress = 1'000'000;  // A's re-claim never finishes its destage
+  p.port(A).fail_next_write_of(ownership_record_name(1));  // the next renewal fails: fence
+  ASSERT_TRUE(p.run_until([&] { return p.record(1)->epoch > e1 && p.record(1)->owner == kA; }, Millis(15'000)));
+  EXPECT_EQ(p.record(1)->run_epoch, e1) << "a re-claim over its own record continues the owner's run";
+  EXPECT_FALSE(p.serving(A, 1));
+  const uint64_t e2 = p.record(1)->epoch;
+  p.kill(A);
+  ASSERT_TRUE(p.run_until([&] { return p.serving(B, 1); }, Millis(15'000)));
+  const auto plan = p.actions(B).plans.at({1, p.record(1)->epoch});
+  EXPECT_EQ(plan.replay_node, kA);
+  EXPECT_EQ(plan.replay_epoch, e2);
+  EXPECT_EQ(plan.replay_from_epoch, e1) << "records of A's epoch " << e1 << " were never destaged";
+  EXPECT_EQ(p.record(1)->run_epoch, p.record(1)->epoch) << "B's run starts with its takeover";
+}
+
 // A takeover interrupted mid-replay (B killed) is done again by B's next life before serving:
 // the record says the replay is pending, so the re-claim replays (nobody served in between).
 TEST(PromiseTest, ARestartMidReplayReplaysAgainBeforeServing) {
@@ -242,6 +265,7 @@ TEST(PromiseTest, RecordsOfAnotherClusterAreNeverTaken) {
   foreign.owner = 9;
   foreign.home = kB;
   foreign.epoch = 4;
+  foreign.run_epoch = 4;
   foreign.cluster_id = 6;
   RecordBlock block{};
   encode_ownership(foreign, block);

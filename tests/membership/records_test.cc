@@ -38,6 +38,8 @@ OwnershipRecord sample_ownership() {
   r.replay_node = 1;
   r.replay_epoch = 3;
   r.replay_next_lsn = 4242;
+  r.run_epoch = 0x0102030405060700ull;
+  r.replay_from_epoch = 2;
   return r;
 }
 
@@ -124,6 +126,7 @@ TEST(RecordsTest, EveryTornPrefixOfAnOwnershipRecordIsRefused) {
   RecordBlock old_block{};
   OwnershipRecord old_rec = sample_ownership();
   old_rec.epoch = 5;
+  old_rec.run_epoch = 5;
   old_rec.renew_counter = 1;
   encode_ownership(old_rec, old_block);
   RecordBlock new_block{};
@@ -163,6 +166,21 @@ TEST(RecordsTest, OwnershipFieldRulesAreChecked) {
     // Version 1 records (no cluster id, no replay fields) are refused, not misread.
     set_own_field<uint32_t>(c, own_off::kVersion, 1);
     expect_own_error(c, "unsupported ownership version 1");
+    // So are version 2 records (no run epoch): a replay could miss records of the owner's run.
+    set_own_field<uint32_t>(c, own_off::kVersion, 2);
+    expect_own_error(c, "unsupported ownership version 2");
+  }
+  {
+    RecordBlock c = b;
+    set_own_field<uint64_t>(c, own_off::kRunEpoch, 0);
+    expect_own_error(c, "run epoch 0 outside");
+    set_own_field<uint64_t>(c, own_off::kRunEpoch, sample_ownership().epoch + 1);
+    expect_own_error(c, "outside 1..");
+  }
+  {
+    RecordBlock c = b;
+    set_own_field<uint64_t>(c, own_off::kReplayFromEpoch, 4);
+    expect_own_error(c, "replay epochs 4..3");
   }
   {
     RecordBlock c = b;

@@ -126,6 +126,56 @@ TEST_F(DamageTest, ReplayRefusesADamagedMirrorUnlessTheLossIsAccepted) {
   EXPECT_EQ(accepted->ring.next_lsn, 101u);
 }
 
+// A byte that goes bad in a staged record while the cache runs (found by the whole-pair
+// simulator): a reader gets EIO, never the bad byte; the destager writes nothing of the object;
+// the owner is told once; and the record is marked DAMAGED, so that the next recovery reports
+// damage although fewer than kMaxRecordsInFlight records follow it (a torn tail otherwise).
+TEST(RunningDamageTest, ABadStagedRecordIsNeitherServedNorDestagedAndStaysDamage) {
+  MemStore store(kRingBytes);
+  ASSERT_TRUE(Log::format(store, 3, 0x5252).is_ok());
+  MemTarget target;
+  int told = 0;
+  Status why;
+  NvCacheOptions opts = quiet();
+  opts.on_damage = [&](const Status& s) { ++told; why = s; };
+  auto cache = NvCache::open(store, target, opts);
+  ASSERT_TRUE(cache.is_ok()) << cache.status().to_string();
+  const ObjectId object{1, "f"};
+  for (int i = 0; i < 10; ++i) {
+    std::vector<std::byte> data(256, std::byte(i + 1));
+    ASSERT_TRUE((*cache)->write(object, 1, uint64_t(i) * 256, data).is_ok());
+  }
+  std::vector<uint64_t> pos;
+  std::vector<uint16_t> keylen;
+  ASSERT_TRUE(scan_ring(store, [&](const RecordView& v) { pos.push_back(v.header.pos); keylen.push_back(v.header.key_len); }).is_ok());
+  ASSERT_EQ(pos.size(), 10u);
+  store.bytes()[kDataOffset + pos[2] + payload_offset(keylen[2]) + 5] ^= std::byte{0x40};
+
+  auto read = (*cache)->snapshot(object, 0, 10 * 256);
+  ASSERT_FALSE(read.is_ok()) << "the bad byte was served";
+  EXPECT_EQ(read.status().code(), Code::kDataLoss);
+  EXPECT_EQ(read.status().to_errno(), EIO);
+  EXPECT_EQ(told, 1);
+  EXPECT_TRUE(contains(why.message(), "LSN 3")) << why.message();
+  EXPECT_FALSE((*cache)->flush_all().is_ok());
+  EXPECT_EQ(target.object_count(), 0u) << "a damaged record reached the medium";
+  EXPECT_EQ(told, 1) << "told once";
+  (*cache)->stop();
+  cache->reset();
+
+  auto rec = scan_ring(store, [](const RecordView&) {});
+  ASSERT_TRUE(rec.is_ok());
+  EXPECT_EQ(rec->end, ScanEnd::kDamaged) << rec->end_message;
+  EXPECT_TRUE(contains(rec->end_message, "DAMAGED marker")) << rec->end_message;
+  ASSERT_TRUE(rec->damage.has_value());
+  EXPECT_EQ(rec->damage->bad_lsn, 3u);
+  EXPECT_EQ(rec->damage->last_valid_lsn, 10u);
+  MemTarget again;
+  auto reopened = NvCache::open(store, again, quiet());
+  ASSERT_FALSE(reopened.is_ok()) << "a restart took the damage for a torn tail";
+  EXPECT_EQ(reopened.status().code(), Code::kDataLoss);
+}
+
 // The writer keeps at most kMaxRecordsInFlight records between reserve and complete: the next
 // reservation waits until the oldest completes. That bound is what the torn-tail rule rests on.
 TEST(InFlightBoundTest, ReservationsBeyondTheBoundWaitForTheOldestToComplete) {

@@ -1,6 +1,8 @@
-#include "tools/hafsd_membership.h"
+#include "node/node_actions.h"
 
-namespace hafs::tools {
+#include <algorithm>
+
+namespace hafs::node {
 
 using Clock = std::chrono::steady_clock;
 
@@ -10,7 +12,7 @@ int64_t ms_since(Clock::time_point t) {
 }
 }  // namespace
 
-Result<uint64_t> cluster_id_of(const HafsdConfig& cfg) {
+Result<uint64_t> cluster_id_of(const tools::HafsdConfig& cfg) {
   interconnect::Key key{};
   if (!cfg.interconnect.key_file.empty()) {
     auto k = interconnect::load_key_file(cfg.interconnect.key_file);
@@ -66,6 +68,16 @@ void NodeActions::wait_for_jobs() {
   jobs_.clear();
 }
 
+bool NodeActions::wait_idle() {
+  std::unique_lock lock(idle_mu_);
+  auto all_done = [&] {
+    return std::all_of(jobs_.begin(), jobs_.end(), [](const auto& j) { return j.second->done.load(); });
+  };
+  if (all_done()) return false;
+  idle_cv_.wait(lock, all_done);
+  return true;
+}
+
 Status NodeActions::in_background(membership::VolumeId id, Job::Kind kind, uint64_t epoch,
                                   std::function<Status(uint64_t*)> work, uint64_t* value) {
   if (auto it = jobs_.find(id); it != jobs_.end()) {
@@ -85,7 +97,11 @@ Status NodeActions::in_background(membership::VolumeId id, Job::Kind kind, uint6
   Job* j = job.get();
   j->thread = std::thread([this, j, work = std::move(work)] {
     j->result = work(&j->value);
-    j->done.store(true, std::memory_order_release);
+    {
+      std::lock_guard lock(idle_mu_);
+      j->done.store(true, std::memory_order_release);
+    }
+    idle_cv_.notify_all();
     if (wake_) wake_();
   });
   jobs_[id] = std::move(job);
@@ -124,11 +140,12 @@ Status NodeActions::take_over_now(fs::Volume* v, uint64_t epoch, const membershi
       return Status::error(Code::kDataLoss, "takeover of " + v->name() + " needs node " +
                                                 std::to_string(plan.replay_node) + "'s mirror, and this node has none");
     // Every mirrored record of the volume's last ownership goes to the medium, synced, before it
-    // is served (I3); records of earlier epochs were applied before and are not again (I8).
-    const uint64_t replay_epoch = plan.replay_epoch;
+    // is served (I3): those of its whole last run of ownership (TakeoverPlan); records of epochs
+    // before that run were applied by the takeover that ended it and are not again (I8).
+    const uint64_t from = plan.replay_from_epoch, to = plan.replay_epoch;
     auto rep = nvcache::replay_ring(
         *mirror_, *target_,
-        [id, replay_epoch](uint32_t vol, uint64_t rec_epoch) { return vol == id && rec_epoch == replay_epoch; },
+        [id, from, to](uint32_t vol, uint64_t rec_epoch) { return vol == id && rec_epoch >= from && rec_epoch <= to; },
         plan.accept_damage, faults_, log_.child("replay"));
     if (!rep) return rep.status().with_context("takeover replay of " + v->name());
     replayed_records = rep->records_applied;
@@ -206,4 +223,4 @@ nlohmann::json NodeActions::last_takeover() const {
   return last_takeover_;
 }
 
-}  // namespace hafs::tools
+}  // namespace hafs::node

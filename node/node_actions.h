@@ -1,9 +1,10 @@
-// What membership's decisions do in hafsd: the membership::Actions of a node, carried out with
+// What membership's decisions do in a Node: the membership::Actions of a node, carried out with
 // nvcache, interconnect and fs (DESIGN.md: membership decides, the composition root acts).
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,13 +27,13 @@
 #include "membership/shared_disk.h"
 #include "nvcache/nvcache.h"
 
-namespace hafs::tools {
+namespace hafs::node {
 
 // The pair's cluster id, which every membership record carries (a record of another cluster is
 // never trusted): the first 8 bytes of HMAC(interconnect key, "hafs-cluster:" + membership.cluster).
 // The two nodes of a pair share the key; two pairs pointed at one directory by mistake do not,
 // or are told apart by membership.cluster.
-Result<uint64_t> cluster_id_of(const HafsdConfig& cfg);
+Result<uint64_t> cluster_id_of(const tools::HafsdConfig& cfg);
 
 // The shared disk as hafsd uses it: the records, with the membership fault sites in front of
 // the writes (membership.heartbeat_write for heartbeats, lease.before_write for ownership
@@ -80,6 +81,10 @@ class NodeActions : public membership::Actions {
   void set_wake(std::function<void()> wake) { wake_ = std::move(wake); }
   // Waits for the background actions still running (shutdown, after the last tick).
   void wait_for_jobs();
+  // Waits until every background action has finished, leaving their results for the next tick
+  // (the simulator, which lets no simulated time pass while a replay runs). Returns whether one
+  // was still running. Tick thread only.
+  bool wait_idle();
 
   // The last takeover of a partner's volume and how long each phase took (for status).
   nlohmann::json last_takeover() const;
@@ -117,7 +122,9 @@ class NodeActions : public membership::Actions {
   mutable std::mutex mu_;
   nlohmann::json last_takeover_;  // GUARDED_BY(mu_)
   std::function<void()> wake_;
+  std::mutex idle_mu_;
+  std::condition_variable idle_cv_;  // a job finished
   std::map<membership::VolumeId, std::unique_ptr<Job>> jobs_;  // the tick thread's
 };
 
-}  // namespace hafs::tools
+}  // namespace hafs::node
