@@ -207,6 +207,11 @@ Status MirrorSender::ack_without_mirror_locked(std::unique_lock<std::mutex>& loc
                          "bytes it lacks now): it cannot take over from it until a resync",
                          options_.partner_node_id, static_cast<unsigned long long>(from),
                          static_cast<unsigned long long>(lag));
+  } else if (s.code() == Code::kStaleEpoch) {
+    // The node lost a volume meanwhile (the hook's ownership check): no write is acknowledged
+    // without the mirror now; the writes fail, the mark is tried again by the next one.
+    options_.logger.error("not acknowledging without the mirror: %s", s.to_string().c_str());
+    return s;
   } else {
     // Not acknowledged until the mark is durable: the writes wait, the mark is tried again.
     if (counters_.last_error != s.to_string())

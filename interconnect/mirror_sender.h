@@ -63,7 +63,8 @@ struct MirrorSenderOptions {
   // Invariant I7 (docs/membership.md, "The outdated mirror"). Called before the first write the
   // partner's mirror lacks is acknowledged, with the first ring position it may lack and the
   // lag; it must return OK only once that is durable on the shared medium. While it fails, the
-  // writes wait (and it is retried). Null: no membership, nothing to mark.
+  // writes wait (and it is retried); kStaleEpoch (the node lost a volume meanwhile) fails the
+  // writes instead. Null: no membership, nothing to mark.
   std::function<Status(uint64_t from_pos, uint64_t lag_bytes)> mark_outdated;
   // Called once the partner's mirror holds every byte acknowledged without it (the resync has
   // caught up); OK once the mark is cleared on the medium.

@@ -266,6 +266,7 @@ class Monitor {
   // (v.blocked says why when it is not a passing I/O error).
   bool prepare_claim(Vol& v, const OwnershipRecord* base);
   ReplayFields replay_after(const OwnershipRecord* base) const;
+  Status check_mark_after_claim();
   void discard_stale(Vol& v, const OwnershipRecord& owner_record);
   void drop_kept(Vol& v, const char* why);
   bool needs_frozen_mirror(const Vol& v) const;

@@ -192,7 +192,12 @@ void Monitor::try_take_over(Vol& v) {
       plan.accept_damage = v.accept_loss;
     }
     uint64_t next_lsn = 0;
-    Status s = actions_.take_over(v.id, v.epoch, plan, &next_lsn);
+    // I7 after the claim (docs/membership.md, rule 6): the partner may have marked its mirror
+    // outdated between our read of the mark and our claim; then it may have acknowledged writes
+    // the mirror lacks, and the mirror is not replayed (as if damaged: back to its living owner).
+    Status s = plan.replay_node == config_.partner_id && !v.accept_loss ? check_mark_after_claim()
+                                                                        : Status::ok();
+    if (s.is_ok()) s = actions_.take_over(v.id, v.epoch, plan, &next_lsn);
     if (s.code() == Code::kInProgress) return;  // replaying in the background: renew, ask again
     if (!s.is_ok()) {
       log_.warn("volume %u: take_over at epoch %" PRIu64 " failed (retried next tick): %s", v.id,
@@ -279,6 +284,17 @@ Monitor::ReplayFields Monitor::replay_after(const OwnershipRecord* base) const {
     f.next_lsn = base->replay_next_lsn;
   }
   return f;
+}
+
+Status Monitor::check_mark_after_claim() {
+  auto mark = read_mirror_mark(disk_, config_.partner_id);
+  if (!mark) return mark.status().with_context("reading the partner's outdated-mirror mark");
+  if (*mark && (*mark)->outdated)
+    return Status::error(Code::kDataLoss,
+        "node " + std::to_string(config_.partner_id) + " marked our mirror of its NV log outdated while we "
+        "claimed (" + std::to_string((*mark)->lag_bytes) + " bytes unmirrored when marked): it may have "
+        "acknowledged writes the mirror lacks");
+  return Status::ok();
 }
 
 bool Monitor::prepare_claim(Vol& v, const OwnershipRecord* base) {

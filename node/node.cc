@@ -107,10 +107,15 @@ Status Node::open_volumes() {
     return nullptr;
   };
   target_ = std::make_unique<fs::VolumeTarget>(resolve, log_.child("destage"));
-  // With membership the lease decides what this node may destage.
+  // With membership the lease decides what this node may destage, and the ownership record on
+  // the disk must still name this node: a node whose clock stood still while it was paused (a
+  // VM stopped by its hypervisor stops its guest's clocks) believes its lease valid after it
+  // resumes, until its next tick, while the partner may have taken the volume over and served
+  // newer data meanwhile (docs/membership.md, "A clock that stops").
   if (cfg_.has_membership())
     target_->set_fence([this](const fs::Volume& v) {
-      return monitor_ && monitor_->may_destage(v.id(), v.epoch(), env_.clock->now());
+      return monitor_ && monitor_->may_destage(v.id(), v.epoch(), env_.clock->now()) &&
+             record_names_us(v.id(), v.epoch());
     });
   return Status::ok();
 }
@@ -195,7 +200,7 @@ Status Node::start_mirroring() {
   if (env_.disk) {
     // I7: the partner must know its mirror of our log is outdated before we acknowledge a
     // write it lacks (docs/membership.md, "The outdated mirror").
-    mirror_mark_ = std::make_unique<membership::MirrorMark>(env_.mark_disk ? *env_.mark_disk : *env_.disk,
+    mirror_mark_ = std::make_unique<membership::MirrorMark>(env_.data_path_disk ? *env_.data_path_disk : *env_.disk,
                                                             cfg_.node_id, cluster_id_);
     auto found = mirror_mark_->load();
     if (!found) return found.status().with_context("outdated-mirror mark");
@@ -218,8 +223,9 @@ Status Node::start_mirroring() {
                 "writes without it): cleared once a resync has caught it up");
     }
     so.outdated_at_start = outdated && (*found)->ring_id == ring_id;
-    so.mark_outdated = [&mark = *mirror_mark_, ring_id](uint64_t from, uint64_t lag) {
-      return mark.set_outdated(ring_id, from, lag);
+    so.mark_outdated = [this, ring_id](uint64_t from, uint64_t lag) {
+      HAFS_RETURN_IF_ERROR(mirror_mark_->set_outdated(ring_id, from, lag));
+      return check_still_owner_after_mark();
     };
     so.clear_outdated = [&mark = *mirror_mark_, ring_id] { return mark.clear(ring_id); };
   }
@@ -341,6 +347,30 @@ void Node::set_fatal(const Status& why) {
   }
   log_.error("stopping: %s", why.to_string().c_str());
   if (env_.on_fatal) env_.on_fatal(why);
+}
+
+// I7 after the mark (docs/membership.md, rule 6): the partner reads the mark before its claim
+// and again after it; this node writes the mark and then reads its ownership records. One of
+// the two sees the other's write, whatever the clocks say. If a volume this node holds was
+// claimed meanwhile, nothing is acknowledged without the mirror: the writes fail (the partner
+// replays the mirror, or hands the volume back), and the next tick fences the volume.
+Status Node::check_still_owner_after_mark() const {
+  if (!monitor_) return Status::ok();
+  for (const auto& v : monitor_->status().volumes) {
+    const bool held = v.state == membership::VolumeState::kServing || v.state == membership::VolumeState::kTakingOver;
+    if (held && !record_names_us(v.id, v.epoch))
+      return Status::error(Code::kStaleEpoch, "volume " + std::to_string(v.id) + " at epoch " + std::to_string(v.epoch) +
+                                                  " is no longer this node's on the disk: not acknowledging writes without the mirror");
+  }
+  return Status::ok();
+}
+
+bool Node::record_names_us(uint32_t volume, uint64_t epoch) const {
+  membership::SharedDisk& disk = env_.data_path_disk ? *env_.data_path_disk : *env_.disk;
+  membership::RecordBlock block{};
+  if (!disk.read(membership::ownership_record_name(volume), block).is_ok()) return false;
+  auto rec = membership::decode_ownership(block);
+  return rec && rec->cluster_id == cluster_id_ && rec->owner == cfg_.node_id && rec->epoch == epoch;
 }
 
 Status Node::fatal() const {

@@ -47,10 +47,11 @@ namespace hafs::node {
 struct NodeEnv {
   membership::Clock* clock = nullptr;              // membership's time (required with membership)
   membership::SharedDisk* disk = nullptr;          // required with membership
-  // The path the outdated-mirror mark is written through, from the mirror sender's thread (null:
-  // `disk`). The simulator gives it one of its own, so that the faults it draws for the tick's
-  // path do not depend on when a sender thread ran.
-  membership::SharedDisk* mark_disk = nullptr;
+  // The path the data path's threads take to the membership disk (null: `disk`): the mirror
+  // sender writes the outdated-mirror mark through it, the destager reads the ownership record
+  // before each write to the medium. The simulator gives it one of its own, so that the faults
+  // it draws for the tick's path do not depend on when a data-path thread ran.
+  membership::SharedDisk* data_path_disk = nullptr;
   nvcache::Store* nvlog = nullptr;                 // required: a formatted NV log
   nvcache::Store* mirror = nullptr;                // required when mirrored: the partner's ring
   interconnect::TransportFactory* transport = nullptr;  // null: libfabric per the configuration
@@ -117,6 +118,9 @@ class Node {
   Status start_membership();
   void stop_threads();  // membership, mirroring, cache; keeps what is staged
   void set_fatal(const Status& why);
+  // Whether the ownership record on the disk still names this node at `epoch` (destage fence).
+  bool record_names_us(uint32_t volume, uint64_t epoch) const;
+  Status check_still_owner_after_mark() const;
 
   const tools::HafsdConfig cfg_;
   const NodeEnv env_;

@@ -222,6 +222,7 @@ Result<std::optional<RingDamage>> find_damage(const Store& store, const RingHead
   const uint64_t data = header.data_bytes;
   const uint64_t limit = header.trim_pos + data;  // one lap from the trim point
   std::optional<RingDamage> found;
+  bool marked = false;  // a DAMAGED marker follows: damage however few records follow
   std::vector<std::byte> chunk(std::min<uint64_t>(data, 1u << 20));
   uint64_t pos = end_pos;
   while (pos < limit) {
@@ -238,12 +239,13 @@ Result<std::optional<RingDamage>> find_damage(const Store& store, const RingHead
       if (!*h) continue;
       if (!found) found = RingDamage{end_lsn, end_pos, (*h)->lsn, pos + i, (*h)->lsn};
       found->last_valid_lsn = std::max(found->last_valid_lsn, (*h)->lsn);
+      marked = marked || (*h)->type == RecordType::kDamaged;
       next = pos + i + record_span(**h);  // go on after this record
       break;
     }
     pos = next;
   }
-  if (found && found->last_valid_lsn >= end_lsn + min_beyond) return found;
+  if (found && (marked || found->last_valid_lsn >= end_lsn + min_beyond)) return found;
   return std::optional<RingDamage>();
 }
 

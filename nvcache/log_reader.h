@@ -87,8 +87,9 @@ struct RingDamage {
 // Looks past the end of a scan (the record expected with `end_lsn` at `end_pos`) for valid
 // records of this ring, of session `min_session` or later, with higher LSNs, over the rest of one
 // lap from the trim point. Returns the damage when the highest of them is at least `min_beyond`
-// (kMaxRecordsInFlight, the most records that can be torn at once) beyond `end_lsn`; nullopt
-// for a torn tail or a clean end.
+// (kMaxRecordsInFlight, the most records that can be torn at once) beyond `end_lsn`, or when one
+// of them is a DAMAGED marker (a record found bad while the node ran); nullopt for a torn tail
+// or a clean end.
 Result<std::optional<RingDamage>> find_damage(const Store& store, const RingHeader& header,
                                               uint64_t end_lsn, uint64_t end_pos,
                                               uint32_t min_session, uint64_t min_beyond);

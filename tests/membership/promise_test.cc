@@ -109,6 +109,26 @@ TEST(PromiseTest, NoTakeoverFromAMirrorMarkedOutdated) {
   EXPECT_EQ(p.view(A, 1).kept_extents, 1u);
 }
 
+// Rule 6: A (paused, its clock stopped) wakes and marks its mirror outdated after B read the mark
+// but before B's take-over: B must not replay the mirror (A may have acknowledged writes it
+// lacks). A is alive, so the volume goes back to A, whose log has them.
+TEST(PromiseTest, AMarkWrittenWhileTheClaimLandsIsSeenAfterTheClaim) {
+  SimPair p(23);
+  bring_up(p);
+  p.hang(A);
+  p.actions(B).take_over_calls_in_progress = 1;  // the first take-over call answers "in progress"
+  ASSERT_TRUE(p.run_until([&] { return p.record(1)->owner == kB; }, Millis(15'000)));
+  MirrorMark mark(p.port(A), kA, p.config(A).cluster_id);  // A's write, landing after B's read
+  ASSERT_TRUE(mark.set_outdated(0x1234, 4096, 8192).is_ok());
+  p.wake(A);
+  ASSERT_TRUE(p.run_until([&] { return p.serving(A, 1); }, Millis(20'000))) << p.view(B, 1).blocked;
+  EXPECT_FALSE(p.serving(B, 1));
+  for (const auto& [key, plan] : p.actions(B).plans) {
+    if (key.first != 1) continue;
+    EXPECT_EQ(p.actions(B).taken_over.count(key), 0u) << "B replayed the outdated mirror";
+  }
+}
+
 // Without its mark, everything A had acknowledged was in B's mirror: what B's replay did not
 // read was never acknowledged, and A drops it all.
 TEST(PromiseTest, WithoutTheMarkTheLosingNodeDropsWhatTheReplayDidNotRead) {

@@ -174,6 +174,17 @@ TEST(RunningDamageTest, ABadStagedRecordIsNeitherServedNorDestagedAndStaysDamage
   auto reopened = NvCache::open(store, again, quiet());
   ASSERT_FALSE(reopened.is_ok()) << "a restart took the damage for a torn tail";
   EXPECT_EQ(reopened.status().code(), Code::kDataLoss);
+
+  // A second byte going bad in an earlier record (found by the simulator) must not hide the
+  // marker behind a scan that now stops earlier and looks like a torn tail.
+  store.bytes()[kDataOffset + pos[1] + payload_offset(keylen[1]) + 7] ^= std::byte{0x08};
+  auto rec2 = scan_ring(store, [](const RecordView&) {});
+  ASSERT_TRUE(rec2.is_ok());
+  EXPECT_EQ(rec2->end, ScanEnd::kDamaged) << rec2->end_message;
+  ASSERT_TRUE(rec2->damage.has_value());
+  EXPECT_EQ(rec2->damage->bad_lsn, 2u);
+  MemTarget third;
+  EXPECT_EQ(NvCache::open(store, third, quiet()).status().code(), Code::kDataLoss);
 }
 
 // The writer keeps at most kMaxRecordsInFlight records between reserve and complete: the next

@@ -50,7 +50,7 @@ struct PairSim::SimNode {
   tools::HafsdConfig cfg;
   membership::SimClock clock;
   std::unique_ptr<LockedPort> disk;       // the tick's path to the membership disk
-  std::unique_ptr<LockedPort> mark_disk;  // the outdated-mirror mark's
+  std::unique_ptr<LockedPort> data_path_disk;  // the outdated-mirror mark's
   nvcache::MemStore nvlog{kNvlogBytes};
   nvcache::MemStore mirror{kNvlogBytes};
   FaultRegistry faults;
@@ -119,7 +119,7 @@ PairSim::PairSim(SimOptions options)
     c.membership.giveback_delay_ms = 5000;
     n->disk = std::make_unique<LockedPort>(disk_.port(id), disk_mu_);
     // The mark's own path: no random faults, no simulated delays (it is written from a real thread).
-    n->mark_disk = std::make_unique<LockedPort>(disk_.port(100 + id), disk_mu_);
+    n->data_path_disk = std::make_unique<LockedPort>(disk_.port(100 + id), disk_mu_);
     HAFS_CHECK(nvcache::Log::format(n->nvlog, id, opt_.seed * 1000 + id).is_ok(), "format");
     nodes_.push_back(std::move(n));
   }
@@ -161,7 +161,7 @@ bool PairSim::start_node(SimNode& n) {
   node::NodeEnv env;
   env.clock = &n.clock;
   env.disk = n.disk.get();
-  env.mark_disk = n.mark_disk.get();
+  env.data_path_disk = n.data_path_disk.get();
   env.nvlog = &n.nvlog;
   env.mirror = &n.mirror;
   env.transport = &network_;
@@ -297,19 +297,24 @@ void PairSim::client_write() {
   }
   const uint32_t len = 1 + static_cast<uint32_t>(below(chance() < 0.8 ? 512 : 4096));
   const uint32_t off = static_cast<uint32_t>(below(kFileBytes - len + 1));
+  write_on(*n, volume, file, off, len);
+}
+
+int PairSim::write_on(SimNode& node, uint32_t volume, uint32_t file, uint32_t off, uint32_t len) {
+  SimNode* n = &node;
   const uint8_t value = next_value_;
   next_value_ = next_value_ == 255 ? 1 : next_value_ + 1;
   FsClient c(n->node->filesystem());
   fuse_entry_param vol{}, fe{};
   fuse_file_info fi{};
   int err = c.lookup(FUSE_ROOT_ID, "vol" + std::to_string(volume), &vol);
-  if (err) return;
+  if (err) return err;
   err = c.lookup(vol.ino, file_name(file), &fe);
   c.forget(vol.ino);
   if (err) {
     violation("node " + std::to_string(n->id) + " cannot find vol" + std::to_string(volume) + "/" +
               file_name(file) + ": errno " + std::to_string(err));
-    return;
+    return err;
   }
   err = c.open(fe.ino, O_RDWR, &fi);
   if (!err) {
@@ -327,6 +332,7 @@ void PairSim::client_write() {
     note("write vol" + std::to_string(volume) + "/" + file_name(file) + " [" + std::to_string(off) + ", " +
          std::to_string(off + len) + ") = " + std::to_string(value) + " on node " + std::to_string(n->id) + ": " +
          (err ? "errno " + std::to_string(err) : std::string("acknowledged")));
+  return err;
 }
 
 void PairSim::client_read(uint32_t volume, uint32_t file) {
@@ -492,6 +498,44 @@ void PairSim::final_check() {
     else
       result_.unavailable.push_back("vol" + std::to_string(v) + ": " + why);
   }
+}
+
+// ---- scripted scenarios (tests) ----
+
+void PairSim::start() {
+  for (auto& n : nodes_) HAFS_CHECK(start_node(*n), "the pair starts");
+  settle_needed_ = true;
+}
+
+void PairSim::steps(uint32_t n) {
+  for (uint32_t i = 0; i < n && result_.ok; ++i) step(/*faults_on=*/false);
+}
+
+void PairSim::pause(uint32_t id, uint32_t ms, bool clock_stops) {
+  SimNode& n = *nodes_[id - 1];
+  n.paused_until = now_step_ + ms / kStepMs;
+  n.clock_frozen = clock_stops;
+  ++result_.pauses;
+  note("node " + std::to_string(id) + " pauses for " + std::to_string(ms) + " ms" + (clock_stops ? " (its clock stops)" : ""));
+}
+
+int PairSim::write(uint32_t id, uint32_t volume, uint32_t file, uint32_t off, uint32_t len) {
+  SimNode& n = *nodes_[id - 1];
+  HAFS_CHECK(n.up(), "a scripted write to a node that is down");
+  return write_on(n, volume, file, off, len);
+}
+
+void PairSim::check(uint32_t volume, uint32_t file) { client_read(volume, file); }
+
+node::Node* PairSim::node(uint32_t id) { return nodes_[id - 1]->node.get(); }
+
+FaultRegistry& PairSim::faults(uint32_t id) { return nodes_[id - 1]->faults; }
+
+uint32_t PairSim::owner(uint32_t volume) {
+  auto block = disk_.peek(membership::ownership_record_name(volume));
+  if (!block) return 0;
+  auto rec = membership::decode_ownership(*block);
+  return rec ? rec->owner : 0;
 }
 
 SimResult PairSim::run() {

@@ -78,6 +78,20 @@ class PairSim {
   ~PairSim();
   SimResult run();
 
+  // Scripted scenarios (a test drives the steps itself; no random faults are drawn).
+  void start();
+  void steps(uint32_t n);
+  void pause(uint32_t node, uint32_t ms, bool clock_stops);
+  // A client write of `len` bytes at `off` through `node`'s handlers; returns the errno (0:
+  // acknowledged) and records it in the model.
+  int write(uint32_t node, uint32_t volume, uint32_t file, uint32_t off, uint32_t len);
+  // Reads the file through the serving node and checks it against the model (result().ok).
+  void check(uint32_t volume, uint32_t file);
+  node::Node* node(uint32_t id);  // null while down
+  FaultRegistry& faults(uint32_t id);
+  uint32_t owner(uint32_t volume);  // in the ownership record on the disk; 0: none
+  const SimResult& result() const { return result_; }
+
  private:
   struct SimNode;
   struct FileModel;
@@ -90,6 +104,7 @@ class PairSim {
   bool start_node(SimNode& n);
   void tick(SimNode& n);
   void client_write();
+  int write_on(SimNode& n, uint32_t volume, uint32_t file, uint32_t off, uint32_t len);
   void client_read(uint32_t volume, uint32_t file);
   void check_invariants();
   void settle_links();

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "base/fault.h"
 #include "tests/sim/pair_sim.h"
 
 namespace hafs::sim {
@@ -31,6 +32,62 @@ TEST(SimTest, WithoutFaultsEveryWriteReadsBackAndNothingMoves) {
   EXPECT_GT(r.reads_checked, 10u);
   EXPECT_EQ(r.takeovers, 0u);
   EXPECT_TRUE(r.unavailable.empty());
+}
+
+// Found by the simulator (seed 10355536044784973588): a node whose clock stood still while it was
+// paused (a VM stopped by its hypervisor) resumes believing its lease valid until its next tick.
+// Its destager must not write its old records of a volume the partner took over meanwhile over
+// the partner's newer data: before every write to the medium it reads the ownership record.
+TEST(SimScenario, ANodeWhoseClockStoodStillNeverDestagesOverTheNewOwner) {
+  SimOptions opt;
+  opt.seed = 7;
+  opt.faults = FaultMix::none();
+  PairSim sim(opt);
+  sim.start();
+  sim.steps(30);
+  ASSERT_EQ(sim.owner(1), 1u);
+  FaultSpec fail;  // node 1's medium refuses writes: its records of vol1 stay staged
+  fail.once = false;
+  sim.faults(1).arm(FaultSite::kDestageBeforeWrite, fail);
+  ASSERT_EQ(sim.write(1, 1, 0, 0, 4096), 0);
+  sim.pause(1, 6000, /*clock_stops=*/true);
+  for (int i = 0; i < 60 && sim.owner(1) != 2; ++i) sim.steps(1);
+  ASSERT_EQ(sim.owner(1), 2u) << "node 2 never took vol1 over";
+  sim.steps(5);
+  ASSERT_EQ(sim.write(2, 1, 0, 0, 4096), 0) << "node 2 does not serve vol1";
+  ASSERT_TRUE(sim.node(2)->cache().flush_all().is_ok());
+  // Node 1's medium works again; its destager (a real thread, running although the node is
+  // paused in simulated time) and an explicit flush find its lease valid by its stopped clock.
+  sim.faults(1).clear(FaultSite::kDestageBeforeWrite);
+  EXPECT_FALSE(sim.node(1)->cache().flush_all().is_ok()) << "node 1 destaged records of a volume it lost";
+  sim.check(1, 0);
+  EXPECT_TRUE(sim.result().ok) << sim.result().violation;
+  EXPECT_GT(sim.result().reads_checked, 0u);
+}
+
+// Found by the simulator (seed 15126519405072070537): the same node, resumed with its stopped
+// clock, takes a write for the volume the partner took over meanwhile. The mirror refuses it
+// (stale epoch), so the write would be acknowledged without it, after the outdated-mirror mark,
+// which the partner read before its claim. After writing the mark the node reads its ownership
+// records: the claim is there, and the write fails instead.
+TEST(SimScenario, ANodeWhoseClockStoodStillAcknowledgesNothingTheNewOwnerLacks) {
+  SimOptions opt;
+  opt.seed = 8;
+  opt.faults = FaultMix::none();
+  PairSim sim(opt);
+  sim.start();
+  sim.steps(30);
+  ASSERT_EQ(sim.owner(2), 2u);
+  ASSERT_EQ(sim.write(2, 2, 1, 0, 4096), 0);
+  sim.pause(2, 5000, /*clock_stops=*/true);
+  for (int i = 0; i < 50 && sim.owner(2) != 1; ++i) sim.steps(1);
+  ASSERT_EQ(sim.owner(2), 1u) << "node 1 never took vol2 over";
+  sim.steps(50 - 30);  // node 2 wakes; its clock says its lease still runs
+  EXPECT_NE(sim.write(2, 2, 1, 0, 4096), 0) << "node 2 acknowledged a write node 1 never sees";
+  sim.steps(20);
+  sim.check(2, 1);
+  EXPECT_TRUE(sim.result().ok) << sim.result().violation;
+  EXPECT_GT(sim.result().reads_checked, 0u);
 }
 
 class SimSeeds : public ::testing::TestWithParam<uint64_t> {};
