@@ -321,7 +321,11 @@ membership::Observation Node::observe() const {
   const auto out = sender_->link();  // never waits for the data path's locks
   const auto in = receiver_->stats();
   const auto heard = [&](int64_t ms) { return ms >= 0 && std::chrono::milliseconds(ms) < silence; };
-  obs.interconnect_alive = heard(out.ms_since_heard) || heard(in.ms_since_heard);
+  // A connection in either direction, and a message within the silence limit: a partner that
+  // died closed both at once, and its last heartbeat must not keep it "alive" (RESYNC) for up to
+  // the silence limit.
+  const bool connected = out.state != interconnect::MirrorState::kDisconnected || in.connected;
+  obs.interconnect_alive = connected && (heard(out.ms_since_heard) || heard(in.ms_since_heard));
   obs.mirror_in_sync = out.state == interconnect::MirrorState::kMirroring && !out.degraded;
   obs.own_mirror_outdated = out.outdated_marked;
   return obs;

@@ -10,11 +10,13 @@
 # names are in random_test.cc, fault_token) limits the trials to those kinds.
 #
 # With --sim N it runs N random seeds of the whole-pair simulator instead (tests/sim, hafs-sim:
-# every fault kind, byte flips included), prints a line per seed, the replay command of each
-# failed one and the simulated seconds per hour; no root needed.
+# every fault kind, byte flips included), in --jobs J processes at once (default 4: a simulation
+# mostly waits for its real data-path threads, so several share two CPUs well), prints a line
+# per seed, the replay command of each failed one and the simulated seconds per hour; no root
+# needed.
 #
 # Usage: tools/soak.sh [--trials N] [--base SEED] [--faults LIST] [--build-dir DIR] [--report FILE]
-#        tools/soak.sh --sim N [--build-dir DIR]
+#        tools/soak.sh --sim N [--jobs J] [--build-dir DIR]
 # Needs root (FUSE, namespaces) and a built failover_test (cmake --build build --target failover_test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ build=build
 report=""
 faults=""
 sim=""
+jobs=4
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --trials) trials=$2; shift 2 ;;
@@ -32,14 +35,33 @@ while [[ $# -gt 0 ]]; do
     --report) report=$2; shift 2 ;;
     --faults) faults=$2; shift 2 ;;
     --sim) sim=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 if [[ -n "$sim" ]]; then
   [[ "$sim" =~ ^[0-9]+$ && "$sim" -ge 1 ]] || { echo "soak.sh: --sim needs a positive number" >&2; exit 2; }
   [[ -x "$build/tests/sim/hafs-sim" ]] || { echo "soak.sh: no $build/tests/sim/hafs-sim: build the hafs-sim target first" >&2; exit 1; }
-  exec "$build/tests/sim/hafs-sim" --random "$sim" --flips
+  [[ "$jobs" =~ ^[0-9]+$ && "$jobs" -ge 1 ]] || { echo "soak.sh: --jobs needs a positive number" >&2; exit 2; }
+  out=$(mktemp -d /tmp/hafs-simsoak.XXXXXX)
+  trap 'rm -rf "$out"' EXIT
+  start=$(date +%s)
+  echo "sim soak: $sim random seeds in $jobs processes, $(nproc) CPUs"
+  for ((j = 0; j < jobs; j++)); do
+    n=$(( sim / jobs + (j < sim % jobs ? 1 : 0) ))
+    [[ $n -gt 0 ]] && "$build/tests/sim/hafs-sim" --random "$n" --flips >"$out/$j.log" 2>"$out/$j.err" &
+  done
+  wait || true
+  cat "$out"/*.log | grep -v "^[0-9]* runs, "
+  secs=$(( $(date +%s) - start ))
+  awk -v secs="$secs" '
+    /^seed [0-9]+: ok:/ { runs++; ok++ }
+    /^seed [0-9]+: FAILED:/ { runs++; failed++ }
+    /^seed [0-9]+: / { s = substr($0, index($0, "(") + 1); sim += s + 0 }
+    END { printf "%d runs, %d failed; %.0f simulated s in %d s: %.0f simulated s per hour\n", runs, failed, sim, secs, (secs > 0 ? sim / secs * 3600 : 0)
+          exit (failed > 0) }' "$out"/*.log
+  exit $?
 fi
 [[ "$trials" =~ ^[0-9]+$ && "$trials" -ge 1 ]] || { echo "soak.sh: --trials needs a positive number" >&2; exit 2; }
 bin="$build/tests/failover/failover_test"

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "membership/records.h"
+#include "nvcache/log_reader.h"
 #include "nvcache/log_writer.h"
 #include "tests/sim/fs_client.h"
 
@@ -113,7 +114,7 @@ PairSim::PairSim(SimOptions options)
     c.interconnect.key = "simulated pair";
     c.interconnect.mirror_wait_ms = 100;
     c.interconnect.heartbeat_ms = 50;
-    c.interconnect.silence_limit_ms = 400;
+    c.interconnect.silence_limit_ms = opt_.silence_limit_ms;
     c.membership.dir = "simulated";
     c.membership.cluster = "sim";
     c.membership.giveback_delay_ms = 5000;
@@ -517,6 +518,36 @@ void PairSim::pause(uint32_t id, uint32_t ms, bool clock_stops) {
   n.clock_frozen = clock_stops;
   ++result_.pauses;
   note("node " + std::to_string(id) + " pauses for " + std::to_string(ms) + " ms" + (clock_stops ? " (its clock stops)" : ""));
+}
+
+void PairSim::kill(uint32_t id) {
+  crash(*nodes_[id - 1], "kill -9");
+  nodes_[id - 1]->down_until = UINT64_MAX;  // stays down
+}
+
+bool PairSim::restart(uint32_t id) {
+  SimNode& n = *nodes_[id - 1];
+  n.down_until = now_step_;
+  if (!start_node(n)) return false;
+  settle_needed_ = true;
+  return true;
+}
+
+bool PairSim::flip_record(uint32_t id, bool mirror, uint32_t from_end) {
+  nvcache::MemStore& store = mirror ? nodes_[id - 1]->mirror : nodes_[id - 1]->nvlog;
+  std::vector<std::pair<uint64_t, uint16_t>> records;  // position, key length
+  auto scan = nvcache::scan_ring(store, [&](const nvcache::RecordView& v) {
+    if (v.header.type == nvcache::RecordType::kWrite && v.header.payload_len > 0)
+      records.push_back({v.header.pos, v.header.key_len});
+  });
+  if (!scan || records.size() <= from_end) return false;
+  const auto [pos, key_len] = records[records.size() - 1 - from_end];
+  const uint64_t data_bytes = store.size() - nvcache::kDataOffset;
+  store.bytes()[nvcache::kDataOffset + pos % data_bytes + nvcache::payload_offset(key_len)] ^= std::byte{0x10};
+  ++result_.flips;
+  note("a payload byte flips in node " + std::to_string(id) + "'s " + (mirror ? "mirror" : "NV log") +
+       " at position " + std::to_string(pos));
+  return true;
 }
 
 int PairSim::write(uint32_t id, uint32_t volume, uint32_t file, uint32_t off, uint32_t len) {

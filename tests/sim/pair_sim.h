@@ -58,6 +58,7 @@ struct SimOptions {
   FaultMix faults;
   uint32_t heal_steps = 400;        // fault-free steps at the end before the final check
   bool verbose = false;             // print the schedule as it runs
+  uint32_t silence_limit_ms = 400;  // interconnect.silence_limit_ms (real time)
 };
 
 struct SimResult {
@@ -82,6 +83,11 @@ class PairSim {
   void start();
   void steps(uint32_t n);
   void pause(uint32_t node, uint32_t ms, bool clock_stops);
+  void kill(uint32_t node);      // kill -9; stays down until restart()
+  bool restart(uint32_t node);   // false: the start was refused (its reason is kept for the check)
+  // Flips a payload byte of the record `from_end` records before the end of `node`'s NV log (or
+  // of its mirror of the partner's). False when there is no such record.
+  bool flip_record(uint32_t node, bool mirror, uint32_t from_end);
   // A client write of `len` bytes at `off` through `node`'s handlers; returns the errno (0:
   // acknowledged) and records it in the model.
   int write(uint32_t node, uint32_t volume, uint32_t file, uint32_t off, uint32_t len);
