@@ -1,10 +1,12 @@
 #include "interconnect/mirror_receiver.h"
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <optional>
 #include <random>
 
+#include "base/crc32c.h"
 #include "nvcache/log_reader.h"
 #include "nvcache/log_writer.h"
 
@@ -29,6 +31,41 @@ struct MirrorReceiver::Session {
   }
 };
 
+namespace {
+// The commit mark (log-format.md §11): in the unused part of header slot A of the mirror store.
+constexpr uint64_t kCommitMarkOffset = 2048;
+constexpr uint64_t kCommitMarkMagic = 0x31504D4353464148ull;  // "HAFSCMP1"
+constexpr size_t kCommitMarkBytes = 36;  // magic, ring_id, committed_pos u64; session, reserved u32; crc u32
+
+void put64(std::byte* p, uint64_t v) { for (int i = 0; i < 8; ++i) p[i] = std::byte(v >> (8 * i)); }
+uint64_t get64(const std::byte* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= uint64_t(std::to_integer<uint8_t>(p[i])) << (8 * i);
+  return v;
+}
+
+Status write_commit_mark(nvcache::Store& store, uint64_t ring_id, uint64_t committed_pos) {
+  std::array<std::byte, kCommitMarkBytes> b{};
+  put64(b.data(), kCommitMarkMagic);
+  put64(b.data() + 8, ring_id);
+  put64(b.data() + 16, committed_pos);
+  const uint32_t crc = crc32c(b.data(), 32);
+  for (int i = 0; i < 4; ++i) b[32 + i] = std::byte(crc >> (8 * i));
+  HAFS_RETURN_IF_ERROR(store.write(kCommitMarkOffset, b));
+  return store.persist(kCommitMarkOffset, b.size());
+}
+
+// The committed position of `ring_id`, or 0 (no mark, a torn one, another ring's).
+uint64_t read_commit_mark(const nvcache::Store& store, uint64_t ring_id) {
+  std::array<std::byte, kCommitMarkBytes> b{};
+  if (!store.read(kCommitMarkOffset, b).is_ok() || get64(b.data()) != kCommitMarkMagic) return 0;
+  uint32_t crc = 0;
+  for (int i = 0; i < 4; ++i) crc |= uint32_t(std::to_integer<uint8_t>(b[32 + i])) << (8 * i);
+  if (crc != crc32c(b.data(), 32) || get64(b.data() + 8) != ring_id) return 0;
+  return get64(b.data() + 16);
+}
+}  // namespace
+
 Result<std::unique_ptr<MirrorReceiver>> MirrorReceiver::start(nvcache::Store& mirror,
                                                              MirrorReceiverOptions options) {
   if (!mirror.mapping())
@@ -42,6 +79,7 @@ Result<std::unique_ptr<MirrorReceiver>> MirrorReceiver::start(nvcache::Store& mi
     r->stats_.ring_id = rec->header.ring_id;
     r->stats_.session = rec->header.session;
     r->stats_.acked_pos = rec->next_pos;
+    r->stats_.committed_pos = std::max(rec->next_pos, read_commit_mark(mirror, rec->header.ring_id));
     r->stats_.trim_lsn = rec->header.trim_lsn;
     r->options_.logger.info("mirror holds ring %016llx session %u up to position %llu",
                             static_cast<unsigned long long>(rec->header.ring_id), rec->header.session,
@@ -298,6 +336,7 @@ bool MirrorReceiver::on_auth(Session& s, const Auth& a) {
     have_header_ = true;
     stats_.connected = true;
     stats_.partner_epoch = a.epoch;
+    if (stats_.ring_id != a.ring_id) stats_.committed_pos = 0;  // another ring: nothing of it here yet
     stats_.ring_id = a.ring_id;
     stats_.session = a.session;
     stats_.trim_lsn = a.trim_lsn;
@@ -352,6 +391,13 @@ bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
   const uint64_t first = std::min(len, data - off);
   Status st = mirror_.persist(nvcache::kDataOffset + off, first);
   if (st.is_ok() && len > first) st = mirror_.persist(nvcache::kDataOffset, len - first);
+  uint64_t ring_id = 0;
+  {
+    std::lock_guard lock(mu_);
+    ring_id = stats_.ring_id;
+  }
+  // The commit mark goes with the bytes it vouches for, before the ACK.
+  if (st.is_ok()) st = write_commit_mark(mirror_, ring_id, c.to_pos);
   if (st.is_ok() && options_.faults) st = options_.faults->hit(FaultSite::kMirrorBeforeAck);
   if (!st.is_ok()) {
     options_.logger.error("mirror persist failed: %s", st.to_string().c_str());
@@ -360,6 +406,7 @@ bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
   {
     std::lock_guard lock(mu_);
     stats_.acked_pos = c.to_pos;
+    stats_.committed_pos = std::max(stats_.committed_pos, c.to_pos);
     if (c.upto_lsn) stats_.acked_lsn = c.upto_lsn;
     stats_.bytes_committed += len;
     ++stats_.commits;

@@ -45,6 +45,10 @@ struct MirrorReceiverStats {
   uint64_t ring_id = 0;
   uint32_t session = 0;
   uint64_t acked_pos = 0;
+  // The highest position of ring `ring_id` the partner ever COMMITted here, kept in the mirror
+  // store across restarts (the commit mark, log-format.md §11): every byte below it was
+  // acknowledged to the partner, so a valid mirror ending below it is damaged.
+  uint64_t committed_pos = 0;
   uint64_t acked_lsn = 0;
   uint64_t trim_lsn = 0;
   uint64_t bytes_committed = 0;

@@ -149,16 +149,17 @@ Status NodeActions::take_over_now(fs::Volume* v, uint64_t epoch, const membershi
         plan.accept_damage, faults_, log_.child("replay"));
     if (!rep) return rep.status().with_context("takeover replay of " + v->name());
     // Damage among the mirror's last records reads like a torn tail (log-format.md §9a). The
-    // receiver knows better while it has run since: every byte below the position the partner
-    // COMMITted was acknowledged to it, so a valid log ending below that is damage. (What was
+    // receiver knows better: every byte below the position the partner COMMITted (kept in the
+    // mirror store, across restarts) was acknowledged to it, so a valid log ending below that is
+    // damage. (What was
     // applied is a prefix of the partner's records, in order: the partner's own replay, if it
     // gets the volume back, applies them all again.)
     if (receiver_ && !plan.accept_damage) {
       const auto in = receiver_->stats();
-      if (in.ring_id == rep->ring.header.ring_id && in.acked_pos > rep->ring.next_pos)
+      if (in.ring_id == rep->ring.header.ring_id && in.committed_pos > rep->ring.next_pos)
         return Status::error(Code::kDataLoss,
             "takeover replay of " + v->name() + ": the mirror holds node " + std::to_string(plan.replay_node) +
-            "'s ring acknowledged up to position " + std::to_string(in.acked_pos) + ", but its records are valid only up to " +
+            "'s ring acknowledged up to position " + std::to_string(in.committed_pos) + ", but its records are valid only up to " +
             std::to_string(rep->ring.next_pos) + " (" + rep->ring.end_message + "): the mirror is damaged");
     }
     replayed_records = rep->records_applied;

@@ -113,9 +113,13 @@ TEST(SimScenario, ADeadPartnersInterconnectIsNotAliveUntilTheSilenceLimit) {
 
 // Found by the simulator (seed 3663927551233604123): a byte went bad among the last records of
 // the mirror a takeover replays. The mirror alone reads that as a torn tail, and the survivor
-// served without the writes after it. Its receiver knows the position the partner committed:
-// a valid log ending below it is damage, and the volume goes back to its owner when it returns.
-TEST(SimScenario, DamageAmongTheMirrorsLastRecordsIsNotATornTail) {
+// served without the writes after it. Its receiver knows the position the partner committed
+// (kept in the mirror store: also when the survivor restarts before its takeover, seed
+// 15958107042551737493): a valid log ending below it is damage, and the volume goes back to its
+// owner when it returns.
+class MirrorTailDamage : public ::testing::TestWithParam<bool> {};
+
+TEST_P(MirrorTailDamage, IsNotATornTail) {
   SimOptions opt;
   opt.seed = 10;
   opt.faults = FaultMix::none();
@@ -125,6 +129,10 @@ TEST(SimScenario, DamageAmongTheMirrorsLastRecordsIsNotATornTail) {
   for (uint32_t i = 0; i < 20; ++i) ASSERT_EQ(sim.write(1, 1, 0, i * 512, 512), 0);
   sim.kill(1);
   ASSERT_TRUE(sim.flip_record(2, /*mirror=*/true, 3));
+  if (GetParam()) {  // the survivor restarts before it takes over
+    sim.kill(2);
+    ASSERT_TRUE(sim.restart(2));
+  }
   sim.steps(60);
   EXPECT_NE(sim.owner(1), 0u);
   bool blocked = false;
@@ -138,6 +146,9 @@ TEST(SimScenario, DamageAmongTheMirrorsLastRecordsIsNotATornTail) {
   EXPECT_TRUE(sim.result().ok) << sim.result().violation;
   EXPECT_GT(sim.result().reads_checked, 0u) << "vol1 never came back";
 }
+
+INSTANTIATE_TEST_SUITE_P(SimScenario, MirrorTailDamage, ::testing::Bool(),
+                         [](const auto& p) { return p.param ? "SurvivorRestarted" : "SurvivorRan"; });
 
 class SimSeeds : public ::testing::TestWithParam<uint64_t> {};
 
