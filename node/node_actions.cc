@@ -143,25 +143,26 @@ Status NodeActions::take_over_now(fs::Volume* v, uint64_t epoch, const membershi
     // is served (I3): those of its whole last run of ownership (TakeoverPlan); records of epochs
     // before that run were applied by the takeover that ended it and are not again (I8).
     const uint64_t from = plan.replay_from_epoch, to = plan.replay_epoch;
-    auto rep = nvcache::replay_ring(
-        *mirror_, *target_,
-        [id, from, to](uint32_t vol, uint64_t rec_epoch) { return vol == id && rec_epoch >= from && rec_epoch <= to; },
-        plan.accept_damage, faults_, log_.child("replay"));
-    if (!rep) return rep.status().with_context("takeover replay of " + v->name());
     // Damage among the mirror's last records reads like a torn tail (log-format.md §9a). The
     // receiver knows better: every byte below the position the partner COMMITted (kept in the
     // mirror store, across restarts) was acknowledged to it, so a valid log ending below that is
-    // damage. (What was
-    // applied is a prefix of the partner's records, in order: the partner's own replay, if it
-    // gets the volume back, applies them all again.)
-    if (receiver_ && !plan.accept_damage) {
+    // damage. Judged before anything is applied: a prefix of the partner's records written to
+    // the medium could roll back what the partner destaged and trimmed after them.
+    auto committed_check = [&](const nvcache::RecoveredRing& ring) -> Status {
+      if (!receiver_ || plan.accept_damage) return Status::ok();
       const auto in = receiver_->stats();
-      if (in.ring_id == rep->ring.header.ring_id && in.committed_pos > rep->ring.next_pos)
+      if (in.ring_id == ring.header.ring_id && in.committed_pos > ring.next_pos)
         return Status::error(Code::kDataLoss,
-            "takeover replay of " + v->name() + ": the mirror holds node " + std::to_string(plan.replay_node) +
-            "'s ring acknowledged up to position " + std::to_string(in.committed_pos) + ", but its records are valid only up to " +
-            std::to_string(rep->ring.next_pos) + " (" + rep->ring.end_message + "): the mirror is damaged");
-    }
+            "the mirror holds node " + std::to_string(plan.replay_node) + "'s ring acknowledged up to position " +
+            std::to_string(in.committed_pos) + ", but its records are valid only up to " +
+            std::to_string(ring.next_pos) + " (" + ring.end_message + "): the mirror is damaged");
+      return Status::ok();
+    };
+    auto rep = nvcache::replay_ring(
+        *mirror_, *target_,
+        [id, from, to](uint32_t vol, uint64_t rec_epoch) { return vol == id && rec_epoch >= from && rec_epoch <= to; },
+        plan.accept_damage, faults_, log_.child("replay"), committed_check);
+    if (!rep) return rep.status().with_context("takeover replay of " + v->name());
     replayed_records = rep->records_applied;
     replayed_bytes = rep->bytes_applied;
     *replay_next_lsn = std::max<uint64_t>(rep->ring.next_lsn, 1);

@@ -437,7 +437,8 @@ NvCacheStats NvCache::stats() const {
 
 Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
                                  const std::function<bool(uint32_t, uint64_t)>& select,
-                                 bool accept_damage, FaultRegistry* faults, const Logger& logger) {
+                                 bool accept_damage, FaultRegistry* faults, const Logger& logger,
+                                 const std::function<Status(const RecoveredRing&)>& before_apply) {
   ExtentIndex index;
   auto rec = scan_ring(ring, [&](const RecordView& v) {
     if (select(v.header.volume_id, v.header.epoch)) apply_to_index(index, v);
@@ -446,6 +447,7 @@ Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
   log_recovery(logger, "replay of partner ring", *rec);
   if (rec->end == ScanEnd::kDamaged && !accept_damage)
     return Status::error(Code::kDataLoss, "the mirror is damaged: " + rec->end_message);
+  if (before_apply) HAFS_RETURN_IF_ERROR(before_apply(*rec));
   ReplayReport report;
   report.ring = *rec;
   RingBytes bytes(ring, rec->header.data_bytes);

@@ -210,8 +210,12 @@ struct ReplayReport {
   uint64_t records_applied = 0;
   uint64_t bytes_applied = 0;
 };
+// `before_apply` (may be null) judges the scanned ring before anything is written: an error
+// stops the replay with nothing applied. (A replay that stopped part-way would have written a
+// prefix of the records over newer data the ring's owner had destaged and trimmed since.)
 Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
                                  const std::function<bool(uint32_t volume_id, uint64_t epoch)>& select,
-                                 bool accept_damage, FaultRegistry* faults, const Logger& logger);
+                                 bool accept_damage, FaultRegistry* faults, const Logger& logger,
+                                 const std::function<Status(const RecoveredRing&)>& before_apply = nullptr);
 
 }  // namespace hafs::nvcache
