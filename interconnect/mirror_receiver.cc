@@ -111,36 +111,6 @@ void MirrorReceiver::stop() {
 
 void MirrorReceiver::set_min_epoch(uint64_t epoch) { min_epoch_.store(epoch); }
 
-void MirrorReceiver::set_held_epochs(std::vector<std::pair<uint32_t, uint64_t>> held) {
-  std::lock_guard lock(held_mu_);
-  held_ = std::move(held);
-}
-
-std::optional<std::string> MirrorReceiver::stale_record(uint64_t from_pos, uint64_t to_pos) {
-  std::vector<std::pair<uint32_t, uint64_t>> held;
-  {
-    std::lock_guard lock(held_mu_);
-    held = held_;
-  }
-  if (held.empty()) return std::nullopt;
-  const uint64_t data = mirror_.size() - nvcache::kDataOffset;
-  // Records follow each other from a COMMIT's start (ranges end at record boundaries); a
-  // header that does not decode ends the walk (the replay's own checks judge those bytes).
-  for (uint64_t pos = from_pos; pos < to_pos;) {
-    std::array<std::byte, nvcache::kRecordHeaderBytes> fixed{};
-    if (!mirror_.read(nvcache::kDataOffset + pos % data, fixed).is_ok()) break;
-    auto h = nvcache::decode_record_header(fixed);
-    if (!h || h->pos != pos) break;
-    if (h->type != nvcache::RecordType::kPad)
-      for (const auto& [volume, epoch] : held)
-        if (h->volume_id == volume && h->epoch < epoch)
-          return "a record of volume " + std::to_string(volume) + " at epoch " + std::to_string(h->epoch) +
-                 " (LSN " + std::to_string(h->lsn) + "), which this node holds at epoch " + std::to_string(epoch);
-    pos += nvcache::record_span(*h);
-  }
-  return std::nullopt;
-}
-
 Status MirrorReceiver::freeze(std::chrono::milliseconds limit) {
   std::unique_lock lock(freeze_mu_);
   frozen_ = true;
@@ -412,10 +382,6 @@ bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
   if (!contiguous) {
     refuse(s, RefuseReason::kProtocol, "COMMIT from position " + std::to_string(c.from_pos) +
                                            " leaves a gap");
-    return false;
-  }
-  if (auto stale = stale_record(c.from_pos, c.to_pos)) {
-    refuse(s, RefuseReason::kStaleEpoch, "COMMIT of " + *stale);
     return false;
   }
   s.expect_pos = c.to_pos;

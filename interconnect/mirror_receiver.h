@@ -15,10 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <optional>
 #include <thread>
-#include <utility>
-#include <vector>
 
 #include "base/fault.h"
 #include "base/logger.h"
@@ -75,12 +72,6 @@ class MirrorReceiver {
   // Refuse senders whose epoch is below `epoch` from now on (membership raises it): at the
   // handshake, and on every COMMIT and TRIM (the connection is dropped).
   void set_min_epoch(uint64_t epoch);
-  // The volumes this node holds or claims, with their epochs (membership sets them each tick).
-  // A COMMIT whose range holds a record of one of them with an older epoch is refused (the
-  // connection is dropped): the partner appended it before it learned that this node took the
-  // volume over, and it must not be acknowledged. Epochs are per volume, so the pair-wide
-  // minimum above cannot tell: a partner that saw a newer epoch of another volume passes it.
-  void set_held_epochs(std::vector<std::pair<uint32_t, uint64_t>> held);
   // Stops the mirror from changing (a takeover replays it, invariant I8): drops the partner's
   // connection, so that its region is unregistered and no RMA, COMMIT or TRIM can land, and
   // refuses every connection until thaw(). Returns once the progress thread has done so, or
@@ -109,10 +100,6 @@ class MirrorReceiver {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> min_epoch_{0};
-  std::mutex held_mu_;
-  std::vector<std::pair<uint32_t, uint64_t>> held_;  // GUARDED_BY(held_mu_): set_held_epochs
-  // The first record in [from_pos, to_pos) of the mirror of a volume in held_ at an older epoch.
-  std::optional<std::string> stale_record(uint64_t from_pos, uint64_t to_pos);
   std::mutex freeze_mu_;
   std::condition_variable freeze_cv_;
   bool frozen_ = false;          // GUARDED_BY(freeze_mu_): asked for by freeze(), until thaw()

@@ -338,15 +338,7 @@ void Node::tick(const membership::Observation& obs) {
   // the receiver requires the newest it holds or claims (a partner that has not learned of a
   // takeover may not change the mirror the takeover replays).
   if (sender_) sender_->set_epoch(membership::highest_epoch(status));
-  if (receiver_) {
-    receiver_->set_min_epoch(membership::highest_epoch_held(status));
-    std::vector<std::pair<uint32_t, uint64_t>> held;
-    for (const auto& v : status.volumes)
-      if (v.state == membership::VolumeState::kServing || v.state == membership::VolumeState::kTakingOver ||
-          v.state == membership::VolumeState::kClaiming)
-        held.emplace_back(v.id, v.epoch);
-    receiver_->set_held_epochs(std::move(held));
-  }
+  if (receiver_) receiver_->set_min_epoch(membership::highest_epoch_held(status));
   if (!status.identity_conflict.empty())
     set_fatal(Status::error(Code::kBusy, status.identity_conflict));
 }

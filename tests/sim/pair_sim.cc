@@ -520,15 +520,6 @@ void PairSim::pause(uint32_t id, uint32_t ms, bool clock_stops) {
   note("node " + std::to_string(id) + " pauses for " + std::to_string(ms) + " ms" + (clock_stops ? " (its clock stops)" : ""));
 }
 
-void PairSim::resume(uint32_t id) {
-  SimNode& n = *nodes_[id - 1];
-  n.paused_until = now_step_;
-  n.clock_frozen = false;
-  settle_needed_ = true;
-  settle_links();
-  note("node " + std::to_string(id) + " resumes");
-}
-
 void PairSim::kill(uint32_t id) {
   crash(*nodes_[id - 1], "kill -9");
   nodes_[id - 1]->down_until = UINT64_MAX;  // stays down
@@ -576,18 +567,6 @@ uint32_t PairSim::owner(uint32_t volume) {
   if (!block) return 0;
   auto rec = membership::decode_ownership(*block);
   return rec ? rec->owner : 0;
-}
-
-uint64_t PairSim::epoch(uint32_t volume) {
-  auto block = disk_.peek(membership::ownership_record_name(volume));
-  if (!block) return 0;
-  auto rec = membership::decode_ownership(*block);
-  return rec ? rec->epoch : 0;
-}
-
-void PairSim::fail_next_record_write(uint32_t id, uint32_t volume) {
-  std::lock_guard lock(disk_mu_);
-  nodes_[id - 1]->disk->port().fail_next_write_of(membership::ownership_record_name(volume));
 }
 
 SimResult PairSim::run() {

@@ -83,7 +83,6 @@ class PairSim {
   void start();
   void steps(uint32_t n);
   void pause(uint32_t node, uint32_t ms, bool clock_stops);
-  void resume(uint32_t node);    // ends a pause now (between steps: before the node's next tick)
   void kill(uint32_t node);      // kill -9; stays down until restart()
   bool restart(uint32_t node);   // false: the start was refused (its reason is kept for the check)
   // Flips a payload byte of the record `from_end` records before the end of `node`'s NV log (or
@@ -97,9 +96,6 @@ class PairSim {
   node::Node* node(uint32_t id);  // null while down
   FaultRegistry& faults(uint32_t id);
   uint32_t owner(uint32_t volume);  // in the ownership record on the disk; 0: none
-  uint64_t epoch(uint32_t volume);  // in the ownership record on the disk; 0: none
-  // The next write of `volume`'s ownership record by `node` fails (its renewal: a self-fence).
-  void fail_next_record_write(uint32_t node, uint32_t volume);
   const SimResult& result() const { return result_; }
 
  private:
