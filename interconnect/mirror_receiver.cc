@@ -7,6 +7,7 @@
 #include <random>
 
 #include "base/crc32c.h"
+#include "base/endian.h"
 #include "nvcache/log_reader.h"
 #include "nvcache/log_writer.h"
 
@@ -35,22 +36,15 @@ namespace {
 // The commit mark (log-format.md §11): in the unused part of header slot A of the mirror store.
 constexpr uint64_t kCommitMarkOffset = 2048;
 constexpr uint64_t kCommitMarkMagic = 0x31504D4353464148ull;  // "HAFSCMP1"
-constexpr size_t kCommitMarkBytes = 36;  // magic, ring_id, committed_pos u64; session, reserved u32; crc u32
-
-void put64(std::byte* p, uint64_t v) { for (int i = 0; i < 8; ++i) p[i] = std::byte(v >> (8 * i)); }
-uint64_t get64(const std::byte* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t(std::to_integer<uint8_t>(p[i])) << (8 * i);
-  return v;
-}
+constexpr size_t kCommitMarkBytes = 36;  // magic, ring_id, committed_pos, reserved (u64 each); crc u32
+constexpr size_t kCommitMarkCrc = 32;    // CRC32C of bytes [0, 32)
 
 Status write_commit_mark(nvcache::Store& store, uint64_t ring_id, uint64_t committed_pos) {
   std::array<std::byte, kCommitMarkBytes> b{};
-  put64(b.data(), kCommitMarkMagic);
-  put64(b.data() + 8, ring_id);
-  put64(b.data() + 16, committed_pos);
-  const uint32_t crc = crc32c(b.data(), 32);
-  for (int i = 0; i < 4; ++i) b[32 + i] = std::byte(crc >> (8 * i));
+  put_le<uint64_t>(b, 0, kCommitMarkMagic);
+  put_le<uint64_t>(b, 8, ring_id);
+  put_le<uint64_t>(b, 16, committed_pos);
+  put_le<uint32_t>(b, kCommitMarkCrc, crc32c(b.data(), kCommitMarkCrc));
   HAFS_RETURN_IF_ERROR(store.write(kCommitMarkOffset, b));
   return store.persist(kCommitMarkOffset, b.size());
 }
@@ -58,11 +52,12 @@ Status write_commit_mark(nvcache::Store& store, uint64_t ring_id, uint64_t commi
 // The committed position of `ring_id`, or 0 (no mark, a torn one, another ring's).
 uint64_t read_commit_mark(const nvcache::Store& store, uint64_t ring_id) {
   std::array<std::byte, kCommitMarkBytes> b{};
-  if (!store.read(kCommitMarkOffset, b).is_ok() || get64(b.data()) != kCommitMarkMagic) return 0;
-  uint32_t crc = 0;
-  for (int i = 0; i < 4; ++i) crc |= uint32_t(std::to_integer<uint8_t>(b[32 + i])) << (8 * i);
-  if (crc != crc32c(b.data(), 32) || get64(b.data() + 8) != ring_id) return 0;
-  return get64(b.data() + 16);
+  if (!store.read(kCommitMarkOffset, b).is_ok()) return 0;
+  const std::span<const std::byte> in(b);
+  if (get_le<uint64_t>(in, 0) != kCommitMarkMagic || get_le<uint32_t>(in, kCommitMarkCrc) != crc32c(b.data(), kCommitMarkCrc) ||
+      get_le<uint64_t>(in, 8) != ring_id)
+    return 0;
+  return get_le<uint64_t>(in, 16);
 }
 }  // namespace
 

@@ -26,6 +26,14 @@ SimResult run_seed(uint64_t seed, uint32_t steps, FaultMix faults) {
   return r;
 }
 
+// The options of a scripted scenario: the test draws every fault itself.
+SimOptions scripted(uint64_t seed) {
+  SimOptions opt;
+  opt.seed = seed;
+  opt.faults = FaultMix::none();
+  return opt;
+}
+
 TEST(SimTest, WithoutFaultsEveryWriteReadsBackAndNothingMoves) {
   SimResult r = run_seed(1, 200, FaultMix::none());
   EXPECT_TRUE(r.ok) << r.violation;
@@ -41,9 +49,7 @@ TEST(SimTest, WithoutFaultsEveryWriteReadsBackAndNothingMoves) {
 // Its destager must not write its old records of a volume the partner took over meanwhile over
 // the partner's newer data: before every write to the medium it reads the ownership record.
 TEST(SimScenario, ANodeWhoseClockStoodStillNeverDestagesOverTheNewOwner) {
-  SimOptions opt;
-  opt.seed = 7;
-  opt.faults = FaultMix::none();
+  SimOptions opt = scripted(7);
   PairSim sim(opt);
   sim.start();
   sim.steps(30);
@@ -73,9 +79,7 @@ TEST(SimScenario, ANodeWhoseClockStoodStillNeverDestagesOverTheNewOwner) {
 // which the partner read before its claim. After writing the mark the node reads its ownership
 // records: the claim is there, and the write fails instead.
 TEST(SimScenario, ANodeWhoseClockStoodStillAcknowledgesNothingTheNewOwnerLacks) {
-  SimOptions opt;
-  opt.seed = 8;
-  opt.faults = FaultMix::none();
+  SimOptions opt = scripted(8);
   PairSim sim(opt);
   sim.start();
   sim.steps(30);
@@ -96,9 +100,7 @@ TEST(SimScenario, ANodeWhoseClockStoodStillAcknowledgesNothingTheNewOwnerLacks) 
 // silence limit (its last heartbeat was recent). Both connections closed at once: the
 // interconnect is dead now.
 TEST(SimScenario, ADeadPartnersInterconnectIsNotAliveUntilTheSilenceLimit) {
-  SimOptions opt;
-  opt.seed = 9;
-  opt.faults = FaultMix::none();
+  SimOptions opt = scripted(9);
   opt.silence_limit_ms = 2500;  // well beyond the wait below
   PairSim sim(opt);
   sim.start();
@@ -120,9 +122,7 @@ TEST(SimScenario, ADeadPartnersInterconnectIsNotAliveUntilTheSilenceLimit) {
 class MirrorTailDamage : public ::testing::TestWithParam<bool> {};
 
 TEST_P(MirrorTailDamage, IsNotATornTail) {
-  SimOptions opt;
-  opt.seed = 10;
-  opt.faults = FaultMix::none();
+  SimOptions opt = scripted(10);
   PairSim sim(opt);
   sim.start();
   sim.steps(30);
