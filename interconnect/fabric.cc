@@ -91,6 +91,7 @@ Result<std::unique_ptr<Connection>> Connection::connect(const FabricConfig& conf
 }
 
 Status Connection::setup(const FabricConfig& config) {
+  post_timeout_ = config.post_timeout;
   fi_cq_attr cq_attr{};
   cq_attr.format = FI_CQ_FORMAT_DATA;
   cq_attr.wait_obj = FI_WAIT_UNSPEC;
@@ -161,10 +162,17 @@ Status Connection::post_recv(size_t slot) {
   }
 }
 
-Connection::Request* Connection::take_request() {
+Connection::Request* Connection::take_request(Status* why) {
   std::unique_lock lock(mu_);
-  freed_.wait(lock, [&] { return !free_requests_.empty() || dead_; });
-  if (dead_) return nullptr;
+  if (!freed_.wait_for(lock, post_timeout_, [&] { return !free_requests_.empty() || dead_; })) {
+    *why = Status::error(Code::kTimedOut, "no request completed on the connection to " + peer_ + " within " +
+                                              std::to_string(post_timeout_.count()) + " ms: the peer takes no bytes");
+    return nullptr;
+  }
+  if (dead_) {
+    *why = Status::error(Code::kUnavailable, "connection to " + peer_ + " is closed");
+    return nullptr;
+  }
   Request* r = free_requests_.back();
   free_requests_.pop_back();
   return r;
@@ -186,14 +194,18 @@ bool Connection::can_post(size_t requests) {
 
 Status Connection::send_message(std::span<const std::byte> message) {
   HAFS_CHECK(message.size() <= kSlotBytes, "message larger than a slot");
-  Request* r = take_request();
-  if (!r) return Status::error(Code::kUnavailable, "connection to " + peer_ + " is closed");
+  const auto deadline = std::chrono::steady_clock::now() + post_timeout_;
+  Status why;
+  Request* r = take_request(&why);
+  if (!r) return why;
   {
     std::unique_lock lock(mu_);
-    freed_.wait(lock, [&] { return !free_send_slots_.empty() || dead_; });
-    if (dead_) {
+    const bool got = freed_.wait_until(lock, deadline, [&] { return !free_send_slots_.empty() || dead_; });
+    if (dead_ || !got) {
       free_requests_.push_back(r);
-      return Status::error(Code::kUnavailable, "connection to " + peer_ + " is closed");
+      return dead_ ? Status::error(Code::kUnavailable, "connection to " + peer_ + " is closed")
+                   : Status::error(Code::kTimedOut, "no send slot freed on the connection to " + peer_ +
+                                                        " within " + std::to_string(post_timeout_.count()) + " ms");
     }
     r->slot = free_send_slots_.back();
     free_send_slots_.pop_back();
@@ -208,6 +220,11 @@ Status Connection::send_message(std::span<const std::byte> message) {
       give_request(r);
       return fi_status(rc, "fi_send to " + peer_);
     }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      give_request(r);
+      return Status::error(Code::kTimedOut, "fi_send to " + peer_ + " stayed busy for " +
+                                                std::to_string(post_timeout_.count()) + " ms");
+    }
     fi_cq_read(cq_, nullptr, 0);  // drive the provider's progress (consumes no completion)
     std::this_thread::yield();
   }
@@ -215,8 +232,10 @@ Status Connection::send_message(std::span<const std::byte> message) {
 
 Status Connection::write(const void* local, size_t len, void* local_desc, const Region& remote,
                          uint64_t remote_offset) {
-  Request* r = take_request();
-  if (!r) return Status::error(Code::kUnavailable, "connection to " + peer_ + " is closed");
+  const auto deadline = std::chrono::steady_clock::now() + post_timeout_;
+  Status why;
+  Request* r = take_request(&why);
+  if (!r) return why;
   r->kind = Request::kWrite;
   for (;;) {
     long rc = fi_write(ep_, local, len, local_desc, 0, remote.base + remote_offset, remote.key, &r->ctx);
@@ -224,6 +243,11 @@ Status Connection::write(const void* local, size_t len, void* local_desc, const 
     if (rc != -FI_EAGAIN) {
       give_request(r);
       return fi_status(rc, "fi_write to " + peer_);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      give_request(r);
+      return Status::error(Code::kTimedOut, "fi_write to " + peer_ + " stayed busy for " +
+                                                std::to_string(post_timeout_.count()) + " ms");
     }
     fi_cq_read(cq_, nullptr, 0);  // drive the provider's progress (consumes no completion)
     std::this_thread::yield();

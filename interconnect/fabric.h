@@ -37,6 +37,10 @@ struct FabricConfig {
   std::string provider = "tcp";
   size_t max_inflight = 256;    // requests (RMA writes + sends) posted and not yet completed
   size_t recv_slots = 64;       // receive buffers posted at all times
+  // send_message() and write() wait at most this long for a free request or send slot (a peer
+  // that stopped taking bytes): then kTimedOut, and the caller drops the connection. Shorter
+  // than the mirror's mirror_wait, so that writers degrade in time whatever the partner does.
+  std::chrono::milliseconds post_timeout{1000};
 };
 
 // The contracts of the methods are Transport's (transport.h).
@@ -53,9 +57,9 @@ class Connection final : public Transport {
   Result<Region> register_region(void* buf, size_t len, bool remote_write, uint64_t key) override;
   void unregister(Region& region) override;
   bool can_post(size_t requests) override;
-  // Blocks while all send slots are in use.
+  // Blocks while all send slots are in use, at most post_timeout (then kTimedOut).
   Status send_message(std::span<const std::byte> message) override;
-  // Blocks while max_inflight requests are outstanding.
+  // Blocks while max_inflight requests are outstanding, at most post_timeout (then kTimedOut).
   Status write(const void* local, size_t len, void* local_desc, const Region& remote,
                uint64_t remote_offset) override;
   Status poll(std::vector<std::vector<std::byte>>* messages, std::chrono::milliseconds timeout,
@@ -71,7 +75,8 @@ class Connection final : public Transport {
   // After fi_endpoint: binds, enables, registers the slot pools and posts the receives.
   Status setup(const FabricConfig& config);
   Status post_recv(size_t slot);
-  Request* take_request();
+  // A free request, waiting up to post_timeout_; null with *why set when closed or timed out.
+  Request* take_request(Status* why);
   void give_request(Request* r);
   Status check_shutdown();
 
@@ -83,6 +88,7 @@ class Connection final : public Transport {
   fid_ep* ep_ = nullptr;
   std::string peer_, provider_;
   bool dead_ = false;
+  std::chrono::milliseconds post_timeout_{1000};
 
   static constexpr size_t kSlotBytes = 256;
   std::vector<std::byte> recv_buf_, send_buf_;

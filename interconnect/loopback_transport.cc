@@ -212,11 +212,14 @@ class LoopbackEnd final : public Transport {
     std::unique_lock lock(link_->mu);
     Link::Side& self = me();
     Link::Side& other = link_->sides[1 - side_];
-    link_->cv.wait(lock, [&] {
+    const bool room = link_->cv.wait_for(lock, link_->config.post_timeout, [&] {
       return link_->dead || (self.posted < link_->config.max_inflight &&
                              (!is_message || self.sends_posted < link_->config.send_slots));
     });
     if (link_->dead) return closed_locked();
+    if (!room)
+      return Status::error(Code::kTimedOut, "no room to post to " + peer_ + " within " +
+                                                std::to_string(link_->config.post_timeout.count()) + " ms");
     LoopbackFaults faults;
     {
       std::lock_guard slock(link_->shared->mu);

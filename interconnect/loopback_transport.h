@@ -54,6 +54,8 @@ struct LoopbackFaults {
 struct LoopbackConfig {
   size_t max_inflight = 256;      // operations posted by one end and not yet reaped by its poll
   size_t send_slots = 32;         // of which messages, at most
+  // A post waits at most this long for room (then kTimedOut), like FabricConfig::post_timeout.
+  std::chrono::milliseconds post_timeout{1000};
 };
 
 struct LoopbackStats {

@@ -136,8 +136,11 @@ void MirrorSender::ship_locked() {
       // may not have gone out yet): a scan of the mirror from its old trim point would end at
       // once, losing every record after it. Tell it the trim point first; the log's header has
       // it before the space can be reused.
+      const uint64_t told = told_trim_pos_;
       send_trim_locked(log_.header());
       if (!conn_) return;
+      // The TRIM took a send slot: look again (can_post) before the write and its COMMIT.
+      if (told_trim_pos_ != told) continue;
     }
     std::span<std::byte> chunk(bounce_.data() + boff, len);
     if (Status s = log_.store().read(nvcache::kDataOffset + off, chunk); !s.is_ok()) {

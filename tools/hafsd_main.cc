@@ -118,15 +118,23 @@ Status check_mount_point(const std::string& mount) {
   return Status::ok();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"hafsd: the hafs node daemon (configuration: docs/configuration.md)"};
+// What the command line asks for, besides the configuration it overrides.
+struct CommandLine {
   std::string config_path, log_file;
+  std::vector<std::string> overrides;  // KEY=VALUE, applied over the configuration file
+  std::vector<std::string> faults;
+  uint64_t fault_seed = 1;
+  bool daemon = false, format_nvlog = false, accept_loss = false;
+};
+
+constexpr int kGoOn = -1;  // parse_command_line: no exit status, start the node
+
+// Parses argv into `out`; returns kGoOn, or the exit status (0 for --help, 2 for an error).
+int parse_command_line(int argc, char** argv, CommandLine* out) {
+  CLI::App app{"hafsd: the hafs node daemon (configuration: docs/configuration.md)"};
   std::vector<std::string> sets, volumes;
   std::string node_id, mount, nvlog, nvlog_size, nvlog_mode, log_level;
-  bool daemon = false, format_nvlog_flag = false, accept_loss = false;
-  app.add_option("-c,--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
+  app.add_option("-c,--config", out->config_path, "TOML configuration file")->check(CLI::ExistingFile);
   app.add_option("--set", sets, "override a setting: KEY=VALUE (e.g. nvlog.size=1GiB)");
   app.add_option("--volume", volumes, "add a volume: NAME:ID:PATH[:MODE[:HOME[:DEGRADED]]]");
   app.add_option("--node-id", node_id, "node_id");
@@ -135,22 +143,19 @@ int main(int argc, char** argv) {
   app.add_option("--nvlog-size", nvlog_size, "NV log size, e.g. 256MiB (nvlog.size)");
   app.add_option("--nvlog-mode", nvlog_mode, "pmem or file (nvlog.mode)");
   app.add_option("--log-level", log_level, "debug, info, warn or error (log_level)");
-  app.add_flag("--daemon", daemon, "run in the background once serving");
-  app.add_option("--log-file", log_file, "with --daemon: append logs here instead of discarding them");
-  std::vector<std::string> faults;
-  uint64_t fault_seed = 1;
-  app.add_option("--fault", faults, "arm a fault site at start: SITE=ACTION[,always][,p=P]");
-  app.add_option("--fault-seed", fault_seed, "seed of fault probabilities");
-  app.add_flag("--format-nvlog", format_nvlog_flag,
+  app.add_flag("--daemon", out->daemon, "run in the background once serving");
+  app.add_option("--log-file", out->log_file, "with --daemon: append logs here instead of discarding them");
+  app.add_option("--fault", out->faults, "arm a fault site at start: SITE=ACTION[,always][,p=P]");
+  app.add_option("--fault-seed", out->fault_seed, "seed of fault probabilities");
+  app.add_flag("--format-nvlog", out->format_nvlog,
                "format the NV log even if it exists (DISCARDS its records)");
-  app.add_flag("--accept-loss", accept_loss,
+  app.add_flag("--accept-loss", out->accept_loss,
                "serve although writes this node acknowledged without its mirror are lost with an "
                "NV log that is gone (exit 3 otherwise)");
   HAFS_CLI_PARSE(app, argc, argv);
 
-  std::vector<std::string> overrides;
   auto add = [&](const char* key, const std::string& v) {
-    if (!v.empty()) overrides.push_back(std::string(key) + "=" + v);
+    if (!v.empty()) out->overrides.push_back(std::string(key) + "=" + v);
   };
   add("node_id", node_id);
   add("mount", mount.empty() ? "" : "\"" + mount + "\"");
@@ -158,81 +163,63 @@ int main(int argc, char** argv) {
   add("nvlog.size", nvlog_size);
   add("nvlog.mode", nvlog_mode.empty() ? "" : "\"" + nvlog_mode + "\"");
   add("log_level", log_level.empty() ? "" : "\"" + log_level + "\"");
-  for (auto& s : sets) overrides.push_back(s);
-  for (auto& v : volumes) overrides.push_back("volume=" + v);
+  for (auto& s : sets) out->overrides.push_back(s);
+  for (auto& v : volumes) out->overrides.push_back("volume=" + v);
+  return kGoOn;
+}
 
-  auto config = tools::load_config(config_path, overrides);
-  if (!config) {
-    std::fprintf(stderr, "hafsd: %s\n", config.status().to_string().c_str());
-    return 2;
-  }
-  const tools::HafsdConfig& cfg = *config;
-  Logger log("node" + std::to_string(cfg.node_id), cfg.log_level);
-
-  FaultRegistry fault_registry(fault_seed);
+Status arm_faults(FaultRegistry& registry, const std::vector<std::string>& faults, const Logger& log) {
   for (const auto& f : faults) {
     auto arm = parse_fault_arm(f);
-    if (!arm) {
-      std::fprintf(stderr, "hafsd: --fault: %s\n", arm.status().to_string().c_str());
-      return 2;
-    }
-    fault_registry.arm(arm->site, arm->spec);
+    if (!arm) return arm.status().with_context("--fault");
+    registry.arm(arm->site, arm->spec);
     log.warn("fault armed at start: %s", f.c_str());
   }
+  return Status::ok();
+}
 
-  Readiness ready;
-  if (daemon) {
-    ready.daemonize();
-    int null_fd = ::open("/dev/null", O_RDWR);
-    ::dup2(null_fd, STDIN_FILENO);
-    ::dup2(null_fd, STDOUT_FILENO);
-    int err_fd = log_file.empty() ? null_fd : ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
-  }
-  // Signals are taken by one thread with sigwait; block them before any other thread exists.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  ::umask(0);  // the kernel has applied the caller's umask to every mode it sends
+// --daemon: fork (the parent waits for the verdict), and point the standard streams away.
+void detach(Readiness& ready, const std::string& log_file) {
+  ready.daemonize();
+  int null_fd = ::open("/dev/null", O_RDWR);
+  ::dup2(null_fd, STDIN_FILENO);
+  ::dup2(null_fd, STDOUT_FILENO);
+  int err_fd = log_file.empty() ? null_fd : ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
+}
 
-  if (Status s = check_mount_point(cfg.mount); !s.is_ok()) return fail(ready, log, s);
+// The real parts of a Node: the NV log and mirror files, the membership directory on the shared
+// medium, the boot-time clock. (libfabric is the Node's default transport.) Not movable: the
+// NodeEnv points into it.
+struct RealParts {
+  std::unique_ptr<nvcache::Store> nvlog, mirror;
+  std::unique_ptr<membership::DirectoryDisk> disk;
+  membership::SteadyClock clock;
+};
 
-  // The real parts of a Node: the NV log and mirror files, the boot-time clock, the membership
-  // directory on the shared medium, libfabric (the default transport).
-  auto nvlog_store = open_nvlog(cfg, format_nvlog_flag, log);
-  if (!nvlog_store) return fail(ready, log, nvlog_store.status());
-  std::unique_ptr<nvcache::Store> mirror_store;
+Result<std::unique_ptr<RealParts>> open_real_parts(const tools::HafsdConfig& cfg, bool format, const Logger& log) {
+  auto parts = std::make_unique<RealParts>();
+  auto nvlog = open_nvlog(cfg, format, log);
+  if (!nvlog) return nvlog.status();
+  parts->nvlog = std::move(*nvlog);
   if (cfg.mirrored()) {
     auto ms = nvcache::open_store(nvcache::StoreMode::kPmem, cfg.interconnect.mirror_path, cfg.nvlog_size);
-    if (!ms) return fail(ready, log, ms.status().with_context("mirror store"));
-    mirror_store = std::move(*ms);
+    if (!ms) return ms.status().with_context("mirror store");
+    parts->mirror = std::move(*ms);
   }
-  std::unique_ptr<membership::DirectoryDisk> disk;
   if (cfg.has_membership()) {
     auto d = membership::DirectoryDisk::open(cfg.membership.dir);
-    if (!d) return fail(ready, log, d.status().with_context("membership.dir"));
-    disk = std::move(*d);
+    if (!d) return d.status().with_context("membership.dir");
+    parts->disk = std::move(*d);
   }
-  membership::SteadyClock clock;
-  node::NodeEnv env;
-  env.clock = &clock;
-  env.disk = disk.get();
-  env.nvlog = nvlog_store->get();
-  env.mirror = mirror_store.get();
-  env.faults = &fault_registry;
-  env.accept_loss = accept_loss;
-  env.format_nvlog = [&cfg](nvcache::Store& s) { return format_nvlog(s, cfg.node_id); };
-  // The signal thread stops the node; the exit status says why (node.fatal(): 3 or 4).
-  env.on_fatal = [](const Status&) { ::kill(::getpid(), SIGTERM); };
-  auto opened = node::Node::open(cfg, std::move(env), log);
-  if (!opened) return fail(ready, log, opened.status());
-  node::Node& node = **opened;
+  return parts;
+}
 
-  // The control socket (hafsctl) comes up before the mount, so that a start-up that hangs in the
-  // mount can still be looked at.
+// Serves `node` until a signal or an unmount: the control socket (hafsctl) first, so that a
+// start-up that hangs in the mount can still be looked at, then the FUSE mount; afterwards the
+// node destages everything. Returns the exit status.
+int serve(node::Node& node, const tools::HafsdConfig& cfg, FaultRegistry& faults, Readiness& ready,
+          const sigset_t& signals, const Logger& log) {
   const std::string socket_path = cfg.control_socket.empty()
                                       ? "/run/hafs/hafsd-" + std::to_string(cfg.node_id) + ".sock"
                                       : cfg.control_socket;
@@ -240,7 +227,7 @@ int main(int argc, char** argv) {
   tools::NodeView view;
   view.config = &cfg;
   view.started = std::chrono::steady_clock::now();
-  view.faults = &fault_registry;
+  view.faults = &faults;
   view.cache = &node.cache();
   view.volumes = node.volumes();
   view.sender = node.sender();
@@ -295,4 +282,49 @@ int main(int argc, char** argv) {
     return status;
   }
   return loop.is_ok() && flushed.is_ok() ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CommandLine cl;
+  if (int status = parse_command_line(argc, argv, &cl); status != kGoOn) return status;
+  auto config = tools::load_config(cl.config_path, cl.overrides);
+  if (!config) {
+    std::fprintf(stderr, "hafsd: %s\n", config.status().to_string().c_str());
+    return 2;
+  }
+  const tools::HafsdConfig& cfg = *config;
+  Logger log("node" + std::to_string(cfg.node_id), cfg.log_level);
+  FaultRegistry faults(cl.fault_seed);
+  if (Status s = arm_faults(faults, cl.faults, log); !s.is_ok()) {
+    std::fprintf(stderr, "hafsd: %s\n", s.to_string().c_str());
+    return 2;
+  }
+
+  Readiness ready;
+  if (cl.daemon) detach(ready, cl.log_file);
+  // Signals are taken by one thread with sigwait; block them before any other thread exists.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::umask(0);  // the kernel has applied the caller's umask to every mode it sends
+
+  if (Status s = check_mount_point(cfg.mount); !s.is_ok()) return fail(ready, log, s);
+  auto parts = open_real_parts(cfg, cl.format_nvlog, log);
+  if (!parts) return fail(ready, log, parts.status());
+  node::NodeEnv env;
+  env.clock = &(*parts)->clock;
+  env.disk = (*parts)->disk.get();
+  env.nvlog = (*parts)->nvlog.get();
+  env.mirror = (*parts)->mirror.get();
+  env.faults = &faults;
+  env.accept_loss = cl.accept_loss;
+  env.format_nvlog = [&cfg](nvcache::Store& s) { return format_nvlog(s, cfg.node_id); };
+  // The signal thread stops the node; the exit status says why (node.fatal(): 3 or 4).
+  env.on_fatal = [](const Status&) { ::kill(::getpid(), SIGTERM); };
+  auto node = node::Node::open(cfg, std::move(env), log);
+  if (!node) return fail(ready, log, node.status());
+  return serve(**node, cfg, faults, ready, signals, log);
 }
