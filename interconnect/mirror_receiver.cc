@@ -74,6 +74,7 @@ Result<std::unique_ptr<MirrorReceiver>> MirrorReceiver::start(nvcache::Store& mi
     r->stats_.ring_id = rec->header.ring_id;
     r->stats_.session = rec->header.session;
     r->stats_.acked_pos = rec->next_pos;
+    r->walk_pos_ = rec->next_pos;  // a scan ends at a record boundary
     r->stats_.committed_pos = std::max(rec->next_pos, read_commit_mark(mirror, rec->header.ring_id));
     r->stats_.trim_lsn = rec->header.trim_lsn;
     r->options_.logger.info("mirror holds ring %016llx session %u up to position %llu",
@@ -106,6 +107,44 @@ void MirrorReceiver::stop() {
 
 void MirrorReceiver::set_min_epoch(uint64_t epoch) { min_epoch_.store(epoch); }
 
+void MirrorReceiver::set_held_epochs(std::vector<std::pair<uint32_t, uint64_t>> held) {
+  std::lock_guard lock(held_mu_);
+  held_ = std::move(held);
+  held_known_ = true;
+}
+
+std::optional<std::pair<RefuseReason, std::string>> MirrorReceiver::walk_committed(uint64_t to_pos,
+                                                                                  uint64_t* next) {
+  std::vector<std::pair<uint32_t, uint64_t>> held;
+  {
+    std::lock_guard lock(held_mu_);
+    held = held_;
+  }
+  const uint64_t data = mirror_.size() - nvcache::kDataOffset;
+  uint64_t pos = walk_pos_;
+  while (pos + nvcache::kRecordHeaderBytes <= to_pos) {
+    std::array<std::byte, nvcache::kRecordHeaderBytes> fixed{};
+    if (Status st = mirror_.read(nvcache::kDataOffset + pos % data, fixed); !st.is_ok())
+      return std::pair{RefuseReason::kProtocol, "cannot read the mirror: " + st.to_string()};
+    auto h = nvcache::decode_record_header(fixed);
+    // The sender's ring holds whole records from its trim point on: anything else here is a
+    // byte that went bad between the one-sided write and this COMMIT. Refused, the sender
+    // writes the range again.
+    if (!h || h->pos != pos)
+      return std::pair{RefuseReason::kProtocol, "no record header at position " + std::to_string(pos)};
+    if (h->type == nvcache::RecordType::kWrite || h->type == nvcache::RecordType::kFence)
+      for (const auto& [volume, epoch] : held)
+        if (h->volume_id == volume && h->epoch < epoch)
+          return std::pair{RefuseReason::kStaleEpoch,
+                           "COMMIT of a record of volume " + std::to_string(volume) + " at epoch " +
+                               std::to_string(h->epoch) + " (LSN " + std::to_string(h->lsn) +
+                               "): this node took the volume over at epoch " + std::to_string(epoch)};
+    pos += nvcache::record_span(*h);
+  }
+  *next = pos;
+  return std::nullopt;
+}
+
 Status MirrorReceiver::freeze(std::chrono::milliseconds limit) {
   std::unique_lock lock(freeze_mu_);
   frozen_ = true;
@@ -130,11 +169,19 @@ MirrorReceiverStats MirrorReceiver::stats() const {
 }
 
 bool MirrorReceiver::send(Session& s, const Message& m) {
-  // The progress thread is also the one that frees send slots: drain completions, never wait.
+  // The progress thread is also the one that frees send slots: drain completions, never wait
+  // longer than a silent partner is allowed (a sender that takes no bytes is dropped, and the
+  // thread goes on: a freeze for a takeover must not wait for it).
+  const auto deadline = Clock::now() + options_.peer_silence_limit;
   while (!s.conn->can_post(1)) {
     std::vector<std::vector<std::byte>> got;
-    if (!s.conn->poll(&got, std::chrono::milliseconds(0)).is_ok()) return false;
+    if (!s.conn->poll(&got, std::chrono::milliseconds(1)).is_ok()) return false;
     for (auto& g : got) s.pending.push_back(std::move(g));
+    if (Clock::now() >= deadline) {
+      options_.logger.warn("the partner takes no messages (no send slot freed in %lld ms): dropping it",
+                           static_cast<long long>(options_.peer_silence_limit.count()));
+      return false;
+    }
   }
   return s.conn->send_message(encode(m, s.seq++)).is_ok();
 }
@@ -289,6 +336,14 @@ bool MirrorReceiver::on_auth(Session& s, const Auth& a) {
                                              std::to_string(std::max(seen_epoch, min_epoch_.load())));
     return false;
   }
+  {
+    std::lock_guard lock(held_mu_);
+    if (options_.wait_for_held_epochs && !held_known_) {
+      refuse(s, RefuseReason::kBusy, "node " + std::to_string(options_.node_id) +
+                                         " is starting: it has not read which volumes it holds yet");
+      return false;
+    }
+  }
   if (a.ring_bytes != mirror_.size()) {
     refuse(s, RefuseReason::kGeometry, "partner ring of " + std::to_string(a.ring_bytes) +
                                            " bytes, mirror store of " + std::to_string(mirror_.size()));
@@ -324,9 +379,10 @@ bool MirrorReceiver::on_auth(Session& s, const Auth& a) {
     options_.logger.error("cannot write the mirror header: %s", st.to_string().c_str());
     return false;
   }
+  bool same = false;
   {
     std::lock_guard lock(mu_);
-    const bool same = stats_.ring_id == a.ring_id && stats_.session == a.session;
+    same = stats_.ring_id == a.ring_id && stats_.session == a.session;
     header_ = h;
     have_header_ = true;
     stats_.connected = true;
@@ -337,6 +393,7 @@ bool MirrorReceiver::on_auth(Session& s, const Auth& a) {
     stats_.trim_lsn = a.trim_lsn;
     if (!same) stats_.acked_pos = a.trim_pos;
   }
+  if (!same) walk_pos_ = a.trim_pos;  // the mirror starts over at the sender's trim point
   s.partner = a.node_id;
   auto region = s.conn->register_region(mirror_.mapping(), mirror_.size(), true, s.key);
   if (!region) {
@@ -379,6 +436,13 @@ bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
                                            " leaves a gap");
     return false;
   }
+  // A resync from the trim point, although the mirror could have resumed: the walk starts there.
+  if (!s.expect_pos && c.from_pos != s.hello.have_pos) walk_pos_ = c.from_pos;
+  uint64_t walked = 0;
+  if (auto refused = walk_committed(c.to_pos, &walked)) {
+    refuse(s, refused->first, refused->second);
+    return false;
+  }
   s.expect_pos = c.to_pos;
   // Persist what the sender wrote into the region: the write completed at the sender is not a
   // persisted write here until this returns.
@@ -406,6 +470,7 @@ bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
     stats_.bytes_committed += len;
     ++stats_.commits;
   }
+  walk_pos_ = walked;
   return send(s, Ack{c.upto_lsn, c.to_pos});
 }
 

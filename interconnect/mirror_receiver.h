@@ -16,6 +16,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "base/fault.h"
 #include "base/logger.h"
@@ -38,6 +40,9 @@ struct MirrorReceiverOptions {
   std::chrono::milliseconds peer_silence_limit{1000};  // a silent connection may be replaced
   std::chrono::microseconds spin{100};  // busy-poll this long after traffic before sleeping
   FaultRegistry* faults = nullptr;
+  // Refuse every AUTH as busy until set_held_epochs() was called once (a node with membership:
+  // it must know which volumes it took over before it accepts its partner's records).
+  bool wait_for_held_epochs = false;
 };
 
 struct MirrorReceiverStats {
@@ -72,6 +77,14 @@ class MirrorReceiver {
   // Refuse senders whose epoch is below `epoch` from now on (membership raises it): at the
   // handshake, and on every COMMIT and TRIM (the connection is dropped).
   void set_min_epoch(uint64_t epoch);
+  // The volumes whose newest ownership record this node wrote, with its epoch (membership sets
+  // them each tick). A COMMIT whose range holds a WRITE or FENCE record of one of them at an
+  // older epoch is refused (the connection is dropped): the partner appended it before it
+  // learned that this node took the volume over, so no takeover applied it and none will, and
+  // it must not be acknowledged. Epochs are per volume: the pair-wide minimum above cannot tell
+  // (a partner that saw a newer epoch of another volume passes it). With wait_for_held_epochs,
+  // every AUTH is refused as busy until the first call.
+  void set_held_epochs(std::vector<std::pair<uint32_t, uint64_t>> held);
   // Stops the mirror from changing (a takeover replays it, invariant I8): drops the partner's
   // connection, so that its region is unregistered and no RMA, COMMIT or TRIM can land, and
   // refuses every connection until thaw(). Returns once the progress thread has done so, or
@@ -89,6 +102,10 @@ class MirrorReceiver {
   bool handle(Session& s, const std::vector<std::byte>& bytes);
   bool on_auth(Session& s, const Auth& auth);
   bool on_commit(Session& s, const Commit& c);
+  // Walks the record headers of the mirror from walk_pos_ through those wholly below `to_pos`;
+  // returns why the COMMIT ending there must be refused (a record of a volume held at a newer
+  // epoch, or bytes that are no record header), or nullopt with *next set to where to go on.
+  std::optional<std::pair<RefuseReason, std::string>> walk_committed(uint64_t to_pos, uint64_t* next);
   bool on_trim(Session& s, const Trim& t);
   void refuse(Session& s, RefuseReason reason, const std::string& text);
   bool send(Session& s, const Message& m);
@@ -100,6 +117,13 @@ class MirrorReceiver {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> min_epoch_{0};
+  std::mutex held_mu_;
+  std::vector<std::pair<uint32_t, uint64_t>> held_;  // GUARDED_BY(held_mu_): set_held_epochs
+  bool held_known_ = false;                           // GUARDED_BY(held_mu_)
+  // Progress thread only: the next record header of the partner's ring in the mirror not yet
+  // checked by walk_committed (records follow each other from a trim point; a COMMIT may end
+  // inside a record, whose header is then checked with the COMMIT that completes it).
+  uint64_t walk_pos_ = 0;
   std::mutex freeze_mu_;
   std::condition_variable freeze_cv_;
   bool frozen_ = false;          // GUARDED_BY(freeze_mu_): asked for by freeze(), until thaw()

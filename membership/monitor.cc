@@ -79,6 +79,7 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const MonitorConfig& config, Cl
 Monitor::Monitor(const MonitorConfig& config, Clock& clock, SharedDisk& disk, Actions& actions,
                  Logger logger)
     : config_(config), clock_(clock), disk_(disk), actions_(actions), log_(std::move(logger)) {
+  ring_tag_ = config_.ring_tag;
   vols_.reserve(config_.volumes.size());
   for (const auto& vc : config_.volumes) {
     Vol v;
@@ -459,6 +460,7 @@ void Monitor::publish() {
   s.partner_disk_alive = partner_disk_alive_;
   s.interconnect_alive = interconnect_alive_;
   s.transitions = transitions_;
+  s.slowest_renewal_ms = slowest_renewal_.count();
   s.partner_mirror_outdated = partner_mirror_outdated_;
   s.partner_mirror_lag_bytes = partner_mirror_lag_bytes_;
   s.mirror_frozen = mirror_frozen_;
@@ -481,6 +483,7 @@ void Monitor::publish() {
     } else if (v.have_last) {
       view.owner = v.last.owner;
       view.epoch = v.last.epoch;
+      view.owner_replay_pending = v.last.replay_pending();
     }
     s.volumes.push_back(view);
   }

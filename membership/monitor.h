@@ -73,12 +73,13 @@ struct MonitorConfig {
   std::vector<VolumeConfig> volumes;  // every volume of the pair, the same list on both nodes
   uint64_t incarnation = 0;           // random, drawn by the caller at each process start
   uint64_t cluster_id = 0;            // the pair's id: records of another cluster are refused
+  uint32_t ring_tag = 0;              // nvcache::ring_tag of this node's NV log (OwnershipRecord::owner_ring)
 
   uint32_t lease_ms = 2000;     // a holder's lease: renewals keep it; it fences without one
   uint32_t margin_ms = 250;     // holder: lease ends lease - margin after a renewal began;
                                 // contender: waits lease + margin of stillness
-  uint32_t settle_ms = 250;     // after a claim write, before the confirming re-read
-  uint32_t io_timeout_ms = 100; // a renewal slower than this counts as failed
+  uint32_t settle_ms = 500;     // after a claim write, before the confirming re-read
+  uint32_t io_timeout_ms = 250; // a renewal slower than this counts as failed
   uint32_t tick_ms = 500;       // the caller ticks at least this often (<= lease / 4)
   uint32_t partner_silence_ms = 2000;  // partner's disk heartbeat silent this long = silent
   bool auto_giveback = true;
@@ -101,6 +102,9 @@ struct VolumeView {
   bool giveback_requested = false;
   bool releasing = false;       // held, but a giveback's release is destaging it: not served
   bool replay_pending = false;  // held or claimed: the partner's records are still to be applied
+  // Owned by the partner, whose record says its replay of this node's records is still pending
+  // (they must stay as they are, in this node's log and so in the partner's mirror: rule 4).
+  bool owner_replay_pending = false;
   // Why this node does not take the volume over although the rules would let it (an outdated
   // partner mirror, damage), or keeps records of it; empty otherwise.
   std::string blocked;
@@ -113,6 +117,7 @@ struct MonitorStatus {
   bool partner_disk_alive = true;     // the partner's heartbeat record moved recently
   bool interconnect_alive = false;    // from the last Observation
   uint64_t transitions = 0;           // node-state transitions so far
+  int64_t slowest_renewal_ms = 0;     // the slowest lease renewal so far, failed ones included
   // The partner's mark of its own NV log's mirror (ours of it) as last read (I7).
   bool partner_mirror_outdated = false;
   uint64_t partner_mirror_lag_bytes = 0;  // unmirrored bytes when the partner marked it
@@ -142,6 +147,10 @@ class Monitor {
   // confirm, take over, give back, and move the node state. Never blocks beyond its disk I/O
   // and the Actions it calls.
   void tick(const Observation& observation);
+  // A clean stop, once everything this node staged is on the medium (and no tick runs any more):
+  // renews every volume it serves with owner_ring 0, so that a start with another NV log (this
+  // machine rebooted, its /dev/shm emptied) may continue the run (rule 8: nothing of it is staged).
+  void forget_ring();
   // When the next tick is due (local clock): tick_ms after this one, or sooner when a claim's
   // settle time ends or a lease runs out.
   Millis next_tick_at() const { return next_tick_at_; }
@@ -299,6 +308,8 @@ class Monitor {
   bool interconnect_alive_ = false;
   bool own_mirror_outdated_ = false;  // from the last Observation
   bool partner_disk_alive_ = true;
+  Millis slowest_renewal_{0};
+  uint32_t ring_tag_ = 0;           // written into our records (config_.ring_tag; 0 after forget_ring)       // the slowest ownership renewal so far (io_timeout_ms is its bound)
   bool partner_silent_ = false;     // interconnect dead and disk heartbeat still
   bool partner_mirror_outdated_ = false;
   uint64_t partner_mirror_lag_bytes_ = 0;

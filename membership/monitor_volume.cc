@@ -8,6 +8,14 @@
 
 namespace hafs::membership {
 
+void Monitor::forget_ring() {
+  ring_tag_ = 0;
+  for (auto& v : vols_)
+    if (v.state == VolumeState::kServing && renew(v))
+      log_.info("volume %u: nothing of this node's run is staged any more (clean stop)", v.id);
+  publish();
+}
+
 bool Monitor::holds(const Vol& v) {
   return v.state == VolumeState::kServing || v.state == VolumeState::kTakingOver;
 }
@@ -34,6 +42,7 @@ OwnershipRecord Monitor::own_record(const Vol& v, uint64_t counter) const {
   rec.replay_next_lsn = v.replay.next_lsn;
   rec.replay_from_epoch = v.replay.from_epoch;
   rec.run_epoch = v.run_epoch;
+  rec.owner_ring = ring_tag_;
   return rec;
 }
 
@@ -166,6 +175,7 @@ bool Monitor::renew(Vol& v) {
   const OwnershipRecord rec = own_record(v, v.renew_counter + 1);
   const Status s = write_record(v, rec);
   const Millis took = clock_.now() - start;
+  slowest_renewal_ = std::max(slowest_renewal_, took);
   if (!s.is_ok()) {
     self_fence(v, ("renewal write failed: " + s.to_string()).c_str());
     return false;

@@ -53,6 +53,7 @@ void encode_ownership(const OwnershipRecord& r, std::span<std::byte, kRecordBloc
   put_le<uint64_t>(out, own_off::kReplayNextLsn, r.replay_next_lsn);
   put_le<uint64_t>(out, own_off::kRunEpoch, r.run_epoch);
   put_le<uint64_t>(out, own_off::kReplayFromEpoch, r.replay_from_epoch);
+  put_le<uint32_t>(out, own_off::kOwnerRing, r.owner_ring);
   put_le<uint32_t>(out, own_off::kCrc, crc32c(out.data(), own_off::kCrc));
 }
 
@@ -82,7 +83,8 @@ Result<OwnershipRecord> decode_ownership(std::span<const std::byte> in) {
   if (get_le<uint32_t>(in, own_off::kCrc) != crc32c(in.data(), own_off::kCrc))
     return corrupt("ownership record CRC mismatch (torn or corrupt)");
   const uint32_t version = get_le<uint32_t>(in, own_off::kVersion);
-  if (version != kOwnershipVersion)
+  // Version 3 differs only in that offset 60 was reserved (0): read as an unknown owner ring.
+  if (version != kOwnershipVersion && version != 3)
     return corrupt("unsupported ownership version " + std::to_string(version));
   OwnershipRecord r;
   r.volume_id = get_le<uint32_t>(in, own_off::kVolumeId);
@@ -98,6 +100,7 @@ Result<OwnershipRecord> decode_ownership(std::span<const std::byte> in) {
   r.replay_next_lsn = get_le<uint64_t>(in, own_off::kReplayNextLsn);
   r.run_epoch = get_le<uint64_t>(in, own_off::kRunEpoch);
   r.replay_from_epoch = get_le<uint64_t>(in, own_off::kReplayFromEpoch);
+  r.owner_ring = get_le<uint32_t>(in, own_off::kOwnerRing);
   if (r.owner != kNoNode && (r.run_epoch == 0 || r.run_epoch > r.epoch))
     return corrupt("ownership record: run epoch " + std::to_string(r.run_epoch) + " outside 1.." + std::to_string(r.epoch));
   if (r.replay_from_epoch > r.replay_epoch)

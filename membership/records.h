@@ -53,7 +53,7 @@ struct HeartbeatRecord {
 
 // ---- volume ownership: "volume-<id>.own" ----------------------------------------------------
 inline constexpr uint64_t kOwnershipMagic = 0x314E574F53464148ull;  // "HAFSOWN1" as LE bytes
-inline constexpr uint32_t kOwnershipVersion = 3;  // 2: cluster_id and the replay fields; 3: run_epoch, replay_from_epoch
+inline constexpr uint32_t kOwnershipVersion = 4;  // 2: cluster_id and the replay fields; 3: run_epoch, replay_from_epoch; 4: owner_ring
 
 namespace own_off {
 inline constexpr size_t kMagic = 0;         // u64
@@ -67,7 +67,7 @@ inline constexpr size_t kLeaseMs = 40;      // u32: the owner's lease (informati
 inline constexpr size_t kFlags = 44;        // u32: kOwnFlag* below
 inline constexpr size_t kClusterId = 48;    // u64: the pair's cluster id
 inline constexpr size_t kReplayNode = 56;   // u32: whose NV log the last takeover replays (0: none)
-inline constexpr size_t kReserved = 60;     // u32: 0
+inline constexpr size_t kOwnerRing = 60;    // u32: ring tag of the owner's NV log when it wrote this (0: unknown; version 3: reserved, 0)
 inline constexpr size_t kReplayEpoch = 64;  // u64: ... the epoch of the records of it that count
 inline constexpr size_t kReplayNextLsn = 72;// u64: ... every record below this LSN was read
 inline constexpr size_t kRunEpoch = 80;     // u64: the epoch at which `owner` took the volume from another node
@@ -107,6 +107,10 @@ struct OwnershipRecord {
   // destaged the earlier ones).
   uint64_t run_epoch = 0;
   uint64_t replay_from_epoch = 0;  // with replay_epoch: the range of epochs the replay applies
+  // nvcache::ring_tag of the NV log the owner wrote this record with (0: unknown, e.g. a hand-over
+  // written by the other node). The owner's run is staged in that log and the partner's mirror of
+  // it: a process with the owner's id and another log must not continue the run (rule 8).
+  uint32_t owner_ring = 0;
 
   bool replay_pending() const { return (flags & kOwnFlagReplayPending) != 0; }
   bool operator==(const OwnershipRecord&) const = default;

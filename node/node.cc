@@ -72,7 +72,8 @@ Status Node::start() {
   }
   HAFS_RETURN_IF_ERROR(open_volumes());
   HAFS_RETURN_IF_ERROR(recover());
-  if (cfg_.mirrored()) HAFS_RETURN_IF_ERROR(start_mirroring());
+  if (cfg_.mirrored()) HAFS_RETURN_IF_ERROR(start_mirroring());  // checks rule 8 before it connects
+  else if (cfg_.has_membership()) HAFS_RETURN_IF_ERROR(check_run_ring());
 
   fs::FsOptions fs_opts;
   fs_opts.logger = log_.child("fs");
@@ -181,9 +182,13 @@ Status Node::start_mirroring() {
   ro.key = key;
   ro.peer_silence_limit = std::chrono::milliseconds(ic.silence_limit_ms);
   ro.faults = env_.faults;
+  ro.wait_for_held_epochs = env_.disk != nullptr;
   auto r = interconnect::MirrorReceiver::start(*env_.mirror, ro);
   if (!r) return r.status();
   receiver_ = std::move(*r);
+  // Before the first tick: a restarted node refuses its partner's records of a volume it took
+  // over from the first connection on (MirrorReceiver::set_held_epochs).
+  if (auto held = held_on_disk()) receiver_->set_held_epochs(std::move(*held));
 
   interconnect::MirrorSenderOptions so;
   so.logger = log_.child("mirror-out");
@@ -229,6 +234,9 @@ Status Node::start_mirroring() {
     };
     so.clear_outdated = [&mark = *mirror_mark_, ring_id] { return mark.clear(ring_id); };
   }
+  // Rule 8, after the mark's more precise verdict and before anything connects: a new ring
+  // would make the partner's mirror start over, erasing the old log's only other copy.
+  if (env_.disk) HAFS_RETURN_IF_ERROR(check_run_ring());
   // Before this node's sender authenticates: a new session makes the partner's mirror start
   // over from the trim point, and what it held would no longer tell.
   if (env_.disk) HAFS_RETURN_IF_ERROR(check_tail_with_partner(*transport));
@@ -282,6 +290,7 @@ Status Node::start_membership() {
   for (auto& v : cfg_.volumes) mcfg.volumes.push_back({v.id, v.home});
   mcfg.incarnation = random_id();
   mcfg.cluster_id = cluster_id_;
+  mcfg.ring_tag = nvcache::ring_tag(cache_->log().ring_id());
   mcfg.lease_ms = mc.lease_ms;
   mcfg.margin_ms = mc.margin_ms;
   mcfg.settle_ms = mc.settle_ms;
@@ -339,6 +348,23 @@ void Node::tick(const membership::Observation& obs) {
   // takeover may not change the mirror the takeover replays).
   if (sender_) sender_->set_epoch(membership::highest_epoch(status));
   if (receiver_) receiver_->set_min_epoch(membership::highest_epoch_held(status));
+  // Per volume (docs/membership.md, rule 7): the mirror refuses this node's partner's records of
+  // a volume this node took over at a newer epoch, and this node voids its own records of a
+  // volume the partner took over. Only once every ownership record was read.
+  const bool all_read = std::none_of(status.volumes.begin(), status.volumes.end(), [](const auto& v) {
+    return v.state == membership::VolumeState::kUnknown;
+  });
+  if (all_read) {
+    std::vector<std::pair<uint32_t, uint64_t>> held;
+    for (const auto& v : status.volumes) {
+      if (v.owner == cfg_.node_id) held.emplace_back(v.id, v.epoch);
+      // Not while the partner's replay of this node's records is pending: a voided record would
+      // reach the partner's mirror with the next resync, before that replay read it (rule 4).
+      else if (v.owner != membership::kNoNode && !v.owner_replay_pending && cache_)
+        cache_->supersede(v.id, v.epoch);
+    }
+    if (receiver_) receiver_->set_held_epochs(std::move(held));
+  }
   if (!status.identity_conflict.empty())
     set_fatal(Status::error(Code::kBusy, status.identity_conflict));
 }
@@ -377,22 +403,68 @@ bool Node::record_names_us(uint32_t volume, uint64_t epoch) const {
   return rec && rec->cluster_id == cluster_id_ && rec->owner == cfg_.node_id && rec->epoch == epoch;
 }
 
+Status Node::check_run_ring() const {
+  membership::SharedDisk& disk = env_.data_path_disk ? *env_.data_path_disk : *env_.disk;
+  const uint32_t mine = nvcache::ring_tag(cache_->log().ring_id());
+  for (const auto& v : cfg_.volumes) {
+    membership::RecordBlock block{};
+    const Status read = disk.read(membership::ownership_record_name(v.id), block);
+    if (read.code() == Code::kNotFound) continue;
+    if (!read.is_ok()) return read.with_context("reading the ownership record of volume " + std::to_string(v.id));
+    auto rec = membership::decode_ownership(block);
+    if (!rec || rec->cluster_id != cluster_id_ || rec->owner != cfg_.node_id || rec->owner_ring == 0 ||
+        rec->owner_ring == mine)
+      continue;
+    const std::string why = "volume " + v.name + " is this node's at epoch " + std::to_string(rec->epoch) +
+        ", served with an NV log of ring tag " + hex_id(rec->owner_ring) + ", but this node's NV log has ring tag " +
+        hex_id(mine) + " (a new NV log, or a second process with node " + std::to_string(cfg_.node_id) +
+        "'s identity on another machine): what that run acknowledged is in the old log and in node " +
+        std::to_string(cfg_.interconnect.partner_node_id) + "'s mirror of it, not here";
+    if (env_.accept_loss) {
+      log_.error("%s; starting anyway (--accept-loss): those writes are lost", why.c_str());
+      continue;
+    }
+    return Status::error(Code::kDataLoss, why + ". Not starting: node " + std::to_string(cfg_.interconnect.partner_node_id) +
+        " takes the volume over from its mirror once this node's lease has run out; start this node again then "
+        "(or with --accept-loss, which serves without those writes)");
+  }
+  return Status::ok();
+}
+
+std::optional<std::vector<std::pair<uint32_t, uint64_t>>> Node::held_on_disk() const {
+  if (!env_.disk) return std::vector<std::pair<uint32_t, uint64_t>>{};
+  membership::SharedDisk& disk = env_.data_path_disk ? *env_.data_path_disk : *env_.disk;
+  std::vector<std::pair<uint32_t, uint64_t>> held;
+  for (const auto& v : cfg_.volumes) {
+    membership::RecordBlock block{};
+    const Status read = disk.read(membership::ownership_record_name(v.id), block);
+    if (read.code() == Code::kNotFound) continue;  // never owned by anyone
+    if (!read.is_ok()) return std::nullopt;
+    auto rec = membership::decode_ownership(block);
+    if (rec && rec->cluster_id == cluster_id_ && rec->owner == cfg_.node_id) held.emplace_back(v.id, rec->epoch);
+  }
+  return held;
+}
+
 Status Node::fatal() const {
   std::lock_guard lock(fatal_mu_);
   return fatal_;
 }
 
+void Node::stop_membership_thread() {
+  if (!membership_thread_.joinable()) return;
+  {
+    std::lock_guard lock(membership_mu_);
+    membership_stop_ = true;
+  }
+  membership_cv_.notify_all();
+  membership_thread_.join();
+}
+
 void Node::stop_threads() {
   if (stopped_) return;
   stopped_ = true;
-  if (membership_thread_.joinable()) {
-    {
-      std::lock_guard lock(membership_mu_);
-      membership_stop_ = true;
-    }
-    membership_cv_.notify_all();
-    membership_thread_.join();
-  }
+  stop_membership_thread();
   if (actions_) actions_->wait_for_jobs();  // a takeover replay or giveback destage still under way
   if (cache_) cache_->set_replicator(nullptr);
   if (sender_) sender_->stop();
@@ -404,6 +476,11 @@ Status Node::shutdown() {
   // Destage while membership still renews our leases: a lease that lapsed now would let the
   // partner take over and write while this node is still writing to the medium.
   Status flushed = cache_ ? cache_->flush_all() : Status::ok();  // also trims the partner's mirror
+  if (flushed.is_ok() && monitor_ && fatal().is_ok()) {
+    // Nothing of ours is staged: the records may say so (rule 8), once no tick runs any more.
+    stop_membership_thread();
+    monitor_->forget_ring();
+  }
   stop_threads();  // only now stop renewing: nothing of ours is staged
   if (!flushed.is_ok())
     log_.error("final destage: %s (records stay in the NV log)", flushed.to_string().c_str());

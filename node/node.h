@@ -117,10 +117,19 @@ class Node {
   Status check_tail_with_partner(interconnect::TransportFactory& transport);
   Status start_membership();
   void stop_threads();  // membership, mirroring, cache; keeps what is staged
+  void stop_membership_thread();
   void set_fatal(const Status& why);
   // Whether the ownership record on the disk still names this node at `epoch` (destage fence).
   bool record_names_us(uint32_t volume, uint64_t epoch) const;
   Status check_still_owner_after_mark() const;
+  // Rule 8 (docs/membership.md): refuses to start (kDataLoss) while a volume's ownership record
+  // names this node with another NV log than the one it has (a new log, or a second process
+  // with this node's id on another machine): that run's writes are in the old log and in the
+  // partner's mirror of it, not here. --accept-loss overrides.
+  Status check_run_ring() const;
+  // The volumes whose ownership record on the disk names this node, with their epochs; nullopt
+  // when a record cannot be read (the first tick tells the receiver then).
+  std::optional<std::vector<std::pair<uint32_t, uint64_t>>> held_on_disk() const;
 
   const tools::HafsdConfig cfg_;
   const NodeEnv env_;

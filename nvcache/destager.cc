@@ -23,6 +23,9 @@ Status RingBytes::verify_record(uint64_t record_pos, uint64_t lsn) const {
   HAFS_RETURN_IF_ERROR(read(record_pos, fixed));
   auto h = decode_record_header(fixed);
   if (!h) return damaged(h.status().message());
+  if (h->lsn == lsn && h->pos == record_pos && h->type == RecordType::kVoid)
+    return Status::error(Code::kStaleEpoch, "NV log record LSN " + std::to_string(lsn) +
+                                                " was voided: the partner took its volume over");
   if (h->lsn != lsn || h->pos != record_pos || h->type != RecordType::kWrite)
     return damaged("its header names LSN " + std::to_string(h->lsn) + " at position " + std::to_string(h->pos));
   if (record_pos % data_bytes_ + payload_offset(h->key_len) + h->payload_len > data_bytes_)

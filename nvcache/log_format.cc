@@ -100,7 +100,8 @@ Result<RecordHeader> decode_record_header(std::span<const std::byte, kRecordHead
   if (type != static_cast<uint8_t>(RecordType::kWrite) &&
       type != static_cast<uint8_t>(RecordType::kPad) &&
       type != static_cast<uint8_t>(RecordType::kFence) &&
-      type != static_cast<uint8_t>(RecordType::kDamaged))
+      type != static_cast<uint8_t>(RecordType::kDamaged) &&
+      type != static_cast<uint8_t>(RecordType::kVoid))
     return Status::error(Code::kCorruption, "unknown record type " + std::to_string(type));
   h.type = static_cast<RecordType>(type);
   h.key_len = get_le<uint16_t>(in, rec_off::kKeyLen);
@@ -116,7 +117,7 @@ Result<RecordHeader> decode_record_header(std::span<const std::byte, kRecordHead
   if (h.key_len > kMaxKeyBytes)
     return Status::error(Code::kCorruption, "record key length " + std::to_string(h.key_len) +
                                                 " exceeds " + std::to_string(kMaxKeyBytes));
-  if (h.type == RecordType::kWrite && h.payload_len > kMaxPayloadBytes)
+  if ((h.type == RecordType::kWrite || h.type == RecordType::kVoid) && h.payload_len > kMaxPayloadBytes)
     return Status::error(Code::kCorruption, "record payload length " +
                                                 std::to_string(h.payload_len) + " exceeds " +
                                                 std::to_string(kMaxPayloadBytes));

@@ -85,6 +85,9 @@ enum class RecordType : uint8_t {
   kDamaged = 4,  // written over the header of a record found damaged while the node ran (a
                  // reader's or the destager's CRC check): recovery stops here and reports
                  // damage, however few records follow; no key, no payload
+  kVoid = 5,   // a WRITE or FENCE of a volume the partner took over at a newer epoch, voided in
+               // place by this node once it learned so (NvCache::supersede): nobody applies it,
+               // and the partner's mirror may hold it; key, offset and payload stay as they were
 };
 
 namespace rec_off {

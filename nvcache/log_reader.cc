@@ -125,7 +125,7 @@ Result<bool> LogReader::next(RecordView* out) {
     last_session_ = h.session;
     next_lsn_ = h.lsn + 1;
     next_pos_ += span;
-    if (h.type == RecordType::kPad) continue;
+    if (h.type == RecordType::kPad || h.type == RecordType::kVoid) continue;
     out->header = h;
     out->key = std::span<const std::byte>(buf_.data() + kRecordHeaderBytes, h.key_len);
     out->payload = payload;

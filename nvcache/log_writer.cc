@@ -120,8 +120,17 @@ Result<Reservation> Log::reserve(uint16_t key_len, uint32_t payload_len) {
         ++serving_;
         break;
       }
+      // The destager cannot make room (the medium is full): fail now, as a full disk would.
+      // The turn passes on: this ticket took nothing.
+      if (in_flight_room && !full_refusal_.is_ok()) {
+        ++serving_;
+        Status why = full_refusal_;
+        lock.unlock();
+        space_cv_.notify_all();
+        return why;
+      }
       // Backpressure: the ring is full (or the in-flight bound is reached, which the completes
-      // under way lift by themselves). Wait for the destager to trim; never fail.
+      // under way lift by themselves). Wait for the destager to trim; never fail otherwise.
       if (in_flight_room && !waited) {
         waited = true;
         ++space_waits_;
@@ -164,6 +173,40 @@ Status Log::mark_damaged(uint64_t pos, uint64_t lsn) {
   const uint64_t off = kDataOffset + pos % data_bytes_;
   HAFS_RETURN_IF_ERROR(store_.write(off, buf));
   return store_.persist(off, buf.size());
+}
+
+Result<uint64_t> Log::void_records(uint64_t from, uint64_t to,
+                                   const std::function<bool(uint32_t, uint64_t)>& pick,
+                                   uint64_t* voided) {
+  std::vector<std::byte> head;
+  uint64_t pos = from;
+  while (pos + kRecordHeaderBytes <= to) {
+    const uint64_t off = kDataOffset + pos % data_bytes_;
+    head.resize(kRecordHeaderBytes);
+    HAFS_RETURN_IF_ERROR(store_.read(off, head));
+    auto h = decode_record_header(std::span<const std::byte, kRecordHeaderBytes>(head.data(), kRecordHeaderBytes));
+    if (!h || h->pos != pos)
+      return Status::error(Code::kCorruption, "no record header at position " + std::to_string(pos) +
+                                                  " of the NV log (voiding records)");
+    if ((h->type == RecordType::kWrite || h->type == RecordType::kFence) && pick(h->volume_id, h->epoch)) {
+      // The header CRC covers the key: re-encode header and key with the new type. Key, file
+      // offset and payload (with its CRC) stay, so a dump still shows what the record held.
+      head.resize(kRecordHeaderBytes + h->key_len);
+      HAFS_RETURN_IF_ERROR(store_.read(off, head));
+      if (!verify_record_header_crc(head))
+        return Status::error(Code::kDataLoss, "NV log record LSN " + std::to_string(h->lsn) +
+                                                  " is damaged (header CRC, voiding records)");
+      std::vector<std::byte> key(head.begin() + kRecordHeaderBytes, head.end());
+      h->type = RecordType::kVoid;
+      std::vector<std::byte> out(payload_offset(h->key_len));
+      encode_record_header(*h, key, out);
+      HAFS_RETURN_IF_ERROR(store_.write(off, std::span(out).first(kRecordHeaderBytes)));
+      HAFS_RETURN_IF_ERROR(store_.persist(off, kRecordHeaderBytes));
+      if (voided) ++*voided;
+    }
+    pos += record_span(*h);
+  }
+  return pos;
 }
 
 Status Log::fill(const Reservation& r, const AppendSpec& spec) {
@@ -334,6 +377,14 @@ TrimPoint Log::filled_point() const {
 RingHeader Log::header() const {
   std::lock_guard lock(header_mu_);
   return header_;
+}
+
+void Log::set_full_refusal(const Status& why) {
+  {
+    std::lock_guard lock(mu_);
+    full_refusal_ = why;
+  }
+  space_cv_.notify_all();
 }
 
 void Log::set_space_waiter_hook(std::function<void()> hook) {

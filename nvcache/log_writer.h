@@ -88,6 +88,13 @@ class Log {
   // after its append (log-format.md): recovery then reports damage there, never a torn tail.
   // The record must be complete (below the complete point) and not trimmed.
   Status mark_damaged(uint64_t pos, uint64_t lsn);
+  // Voids (RecordType::kVoid, in place, persisted) every WRITE and FENCE record whose header
+  // starts in [from, to) and that `pick(volume_id, epoch)` selects; `from` must be a record
+  // boundary and the records up to `to` filled and not trimmed. Returns where the walk stopped:
+  // `to`, or the start of a record whose header reaches past it (walk on from there later).
+  Result<uint64_t> void_records(uint64_t from, uint64_t to,
+                                const std::function<bool(uint32_t volume_id, uint64_t epoch)>& pick,
+                                uint64_t* voided = nullptr);
   // Marks the log failed (an append could not be filled or persisted) and wakes every waiter.
   void fail(const Status& why);
   // reserve + fill + persist + complete, for callers with nothing to do in between.
@@ -108,6 +115,10 @@ class Log {
   uint64_t space_waits() const;  // how many reservations had to wait for room
   Store& store() { return store_; }
 
+  // While `why` is an error, a reservation that finds no room fails with it at once instead of
+  // waiting (waiting ones are woken and fail too): the destager cannot make room (the storage
+  // medium is full). Status::ok() restores the wait (backpressure).
+  void set_full_refusal(const Status& why);
   // Called when an appender starts waiting for room; the destager registers itself here.
   void set_space_waiter_hook(std::function<void()> hook);
   // Called (outside the log's locks) whenever the filled point advances: every record before
@@ -149,6 +160,7 @@ class Log {
   uint64_t serving_ = 0;         // GUARDED_BY(mu_)
   uint64_t space_waits_ = 0;     // GUARDED_BY(mu_)
   Status failed_;                // GUARDED_BY(mu_): sticky failure
+  Status full_refusal_;          // GUARDED_BY(mu_): set_full_refusal
   bool shutdown_ = false;        // GUARDED_BY(mu_)
   std::function<void()> space_waiter_hook_;  // GUARDED_BY(mu_)
 };

@@ -154,6 +154,12 @@ Result<uint64_t> NvCache::write(const ObjectId& object, uint64_t epoch, uint64_t
     // have to wait for the very trim the pin holds back (a small ring, a large write).
     if (Replicator* rep = replicator_.load(std::memory_order_acquire); durable.is_ok() && rep)
       durable = rep->wait_mirrored(r->end_pos());
+    // The partner took the volume over meanwhile: the record may be voided, and its takeover
+    // never applied it, whatever the mirror acknowledged.
+    if (durable.is_ok() && superseded(object.volume_id, epoch))
+      durable = Status::error(Code::kStaleEpoch, "volume " + std::to_string(object.volume_id) +
+                                                     " was taken over by the partner at a newer epoch than " +
+                                                     std::to_string(epoch));
     release_pins();
     HAFS_RETURN_IF_ERROR(durable);
     last_lsn = r->lsn;
@@ -266,7 +272,7 @@ Status NvCache::verify_records(const std::vector<StagedExtent>& extents) const {
   for (const StagedExtent& e : extents) {
     if (e.record_pos == checked_pos) continue;
     if (Status s = ring_bytes_.verify_record(e.record_pos, e.lsn); !s.is_ok()) {
-      report_damage(e.record_pos, e.lsn, s);
+      if (s.code() == Code::kDataLoss) report_damage(e.record_pos, e.lsn, s);
       return s;
     }
     checked_pos = e.record_pos;
@@ -315,8 +321,63 @@ Status NvCache::flush_and_fence(const ObjectId& object, uint64_t epoch) {
   // The partner must hold the FENCE before the truncate it guards: its replay after a takeover
   // must not re-apply what the truncate cut.
   if (Replicator* rep = replicator_.load(std::memory_order_acquire))
-    return rep->wait_mirrored(r->end_pos());
+    HAFS_RETURN_IF_ERROR(rep->wait_mirrored(r->end_pos()));
+  if (superseded(object.volume_id, epoch))
+    return Status::error(Code::kStaleEpoch, "volume " + std::to_string(object.volume_id) +
+                                                " was taken over by the partner at a newer epoch than " +
+                                                std::to_string(epoch));
   return Status::ok();
+}
+
+void NvCache::supersede(uint32_t volume_id, uint64_t epoch) {
+  {
+    std::lock_guard lock(superseded_mu_);
+    uint64_t& e = superseded_[volume_id];
+    if (epoch <= e) return;
+    e = epoch;
+    superseded_changed_ = true;
+    any_superseded_.store(true, std::memory_order_release);
+  }
+  wake_destager();
+}
+
+bool NvCache::superseded(uint32_t volume_id, uint64_t epoch) const {
+  if (!any_superseded_.load(std::memory_order_acquire)) return false;
+  std::lock_guard lock(superseded_mu_);
+  auto it = superseded_.find(volume_id);
+  return it != superseded_.end() && epoch < it->second;
+}
+
+void NvCache::void_superseded_locked() {
+  if (!any_superseded_.load(std::memory_order_acquire)) return;
+  std::map<uint32_t, uint64_t> picks;
+  bool restart;
+  {
+    std::lock_guard lock(superseded_mu_);
+    picks = superseded_;
+    restart = superseded_changed_;
+    superseded_changed_ = false;
+  }
+  const uint64_t trim = log_->trim_point().pos;
+  if (restart || void_walk_pos_ < trim) void_walk_pos_ = trim;  // both are record boundaries
+  uint64_t voided = 0;
+  auto walked = log_->void_records(void_walk_pos_, log_->filled_point().pos,
+                                   [&](uint32_t volume, uint64_t epoch) {
+                                     auto it = picks.find(volume);
+                                     return it != picks.end() && epoch < it->second;
+                                   }, &voided);
+  if (!walked) {
+    options_.logger.warn("cannot void superseded records (tried again): %s", walked.status().to_string().c_str());
+    std::lock_guard lock(superseded_mu_);
+    superseded_changed_ = true;
+    return;
+  }
+  void_walk_pos_ = *walked;
+  if (voided) {
+    records_voided_.fetch_add(voided, std::memory_order_relaxed);
+    options_.logger.info("voided %llu records of volumes the partner took over",
+                         static_cast<unsigned long long>(voided));
+  }
 }
 
 void NvCache::set_replicator(Replicator* replicator) {
@@ -395,13 +456,26 @@ void NvCache::destager_main() {
       Result<size_t> r = size_t{0};
       {
         std::lock_guard lock(destage_mu_);
+        void_superseded_locked();
         r = destage_pass(std::nullopt);
       }
       if (!r) {
+        if (r.status().code() == Code::kNoSpace && !medium_full_.exchange(true)) {
+          // Acknowledged writes stay staged; new ones that find the ring full fail with ENOSPC
+          // instead of waiting without end for room the destager cannot make.
+          options_.logger.error("the storage medium is full: writes that find the NV log full get ENOSPC "
+                                "until a destage succeeds again: %s", r.status().to_string().c_str());
+          log_->set_full_refusal(Status::error(Code::kNoSpace, "the storage medium is full (the NV log "
+                                                                "holds what it can): " + r.status().message()));
+        }
         backoff_ms = backoff_ms ? std::min(backoff_ms * 2, options_.retry_backoff_max_ms) : 10;
         options_.logger.warn("destage failed, records stay staged; retry in %u ms: %s",
                              backoff_ms, r.status().to_string().c_str());
         break;
+      }
+      if (*r > 0 && medium_full_.exchange(false)) {
+        log_->set_full_refusal(Status::ok());
+        options_.logger.info("the storage medium takes writes again: no more ENOSPC");
       }
       if (backoff_ms) options_.logger.info("destage recovered");
       backoff_ms = 0;
@@ -430,6 +504,8 @@ NvCacheStats NvCache::stats() const {
   s.destage_passes = destage_passes_.load(std::memory_order_relaxed);
   s.destaged_bytes = destaged_bytes_.load(std::memory_order_relaxed);
   s.destage_errors = destage_errors_.load(std::memory_order_relaxed);
+  s.records_voided = records_voided_.load(std::memory_order_relaxed);
+  s.medium_full = medium_full_.load(std::memory_order_relaxed);
   std::lock_guard lock(error_mu_);
   s.last_destage_error = last_destage_error_;
   return s;

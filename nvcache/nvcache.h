@@ -19,7 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
+#include <map>
 #include <set>
 #include <shared_mutex>
 #include <span>
@@ -73,6 +73,10 @@ struct NvCacheStats {
   uint64_t destage_passes = 0;
   uint64_t destaged_bytes = 0;
   uint64_t destage_errors = 0;
+  uint64_t records_voided = 0;    // superseded records voided in the ring (NvCache::supersede)
+  // The last destage failed with ENOSPC: writes that find the ring full fail with ENOSPC until a
+  // destage succeeds again (acknowledged writes stay staged).
+  bool medium_full = false;
   std::string last_destage_error; // empty when the last pass succeeded
 };
 
@@ -132,6 +136,13 @@ class NvCache {
   void pause_volume(uint32_t volume_id);
   void resume_volume(uint32_t volume_id);
 
+  // The partner holds `volume_id` at `epoch` (membership, each tick): this node's records of it
+  // at older epochs are superseded. They are never acknowledged (a write whose record is
+  // superseded fails with kStaleEpoch, even once the mirror holds its bytes), and the destager
+  // voids them in the ring (RecordType::kVoid) so that no resync ships them to the partner,
+  // whose mirror refuses them (MirrorReceiver::set_held_epochs). Never waits for a destage.
+  void supersede(uint32_t volume_id, uint64_t epoch);
+
   NvCacheStats stats() const;
   // Latency of write() from entry to its return, for acknowledged writes (errors are not
   // recorded): reserve, fill, persist, index, and the wait for the partner's mirror.
@@ -158,6 +169,9 @@ class NvCache {
   // Must not block: readers may hold index_mu_.
   void report_damage(uint64_t pos, uint64_t lsn, const Status& why) const;
   void destager_main();
+  bool superseded(uint32_t volume_id, uint64_t epoch) const;
+  // Voids the superseded records between the last walk and the filled point. Requires destage_mu_.
+  void void_superseded_locked();
   bool under_pressure() const;
   void wake_destager();
 
@@ -184,6 +198,12 @@ class NvCache {
   bool stopping_ = false;               // GUARDED_BY(wake_mu_)
   std::thread destager_;
 
+  mutable std::mutex superseded_mu_;
+  std::map<uint32_t, uint64_t> superseded_;  // GUARDED_BY(superseded_mu_): volume -> epoch
+  bool superseded_changed_ = false;          // GUARDED_BY(superseded_mu_): walk again from the trim
+  std::atomic<bool> any_superseded_{false};
+  uint64_t void_walk_pos_ = 0;               // GUARDED_BY(destage_mu_): the walk went this far
+
   mutable std::mutex paused_mu_;
   std::set<uint32_t> paused_volumes_;   // GUARDED_BY(paused_mu_)
   bool destage_eligible(uint32_t volume_id) const;
@@ -193,6 +213,8 @@ class NvCache {
   std::atomic<uint64_t> destage_passes_{0};
   std::atomic<uint64_t> destaged_bytes_{0};
   std::atomic<uint64_t> destage_errors_{0};
+  std::atomic<uint64_t> records_voided_{0};
+  std::atomic<bool> medium_full_{false};
   mutable std::atomic<bool> damage_reported_{false};  // on_damage was called
   LatencyHistogram write_ack_latency_;
   LatencyHistogram destage_latency_;

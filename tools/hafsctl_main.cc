@@ -117,6 +117,9 @@ void print_status(json& s) {
               get<unsigned long long>(d, "errors", 0),
               get<std::string>(d, "last_error", "").empty() ? "" : "; last: ",
               get<std::string>(d, "last_error", "").c_str());
+  if (get<bool>(d, "medium_full", false))
+    std::printf("         MEDIUM FULL: the last destage got ENOSPC; writes that find the NV log full get "
+                "ENOSPC (acknowledged ones stay staged)\n");
   if (s["mirror"].is_object()) {
     json& m = s["mirror"];
     std::printf("mirror   -> node %u: %s%s, lag %s (%llu LSNs), last ack %lld us, heard %lld ms ago%s%s\n",

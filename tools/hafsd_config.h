@@ -63,10 +63,10 @@ struct HafsdConfig {
     std::string cluster;                // the pair's name; with the key, the cluster id of records
     uint32_t lease_ms = 2000;
     uint32_t margin_ms = 250;
-    uint32_t settle_ms = 250;
+    uint32_t settle_ms = 500;
     uint32_t tick_ms = 500;
     uint32_t partner_silence_ms = 2000;
-    uint32_t io_timeout_ms = 100;       // a renewal slower than this counts as failed
+    uint32_t io_timeout_ms = 250;       // a renewal slower than this counts as failed
     bool auto_giveback = true;
     uint32_t giveback_delay_ms = 30000;
   } membership;

@@ -94,7 +94,9 @@ json node_status(const NodeView& n) {
                 {"destage", {{"passes", st.destage_passes},
                              {"bytes", st.destaged_bytes},
                              {"errors", st.destage_errors},
-                             {"last_error", st.last_destage_error}}}};
+                             {"last_error", st.last_destage_error},
+                             {"medium_full", st.medium_full}}},
+                {"records_voided", st.records_voided}};
   json vols = json::array();
   if (n.monitor) {
     const membership::MonitorStatus ms = n.monitor->status();
@@ -126,6 +128,7 @@ json node_status(const NodeView& n) {
                        {"interconnect_alive", ms.interconnect_alive},
                        {"degraded", ms.degraded},
                        {"transitions", ms.transitions},
+                       {"slowest_renewal_ms", ms.slowest_renewal_ms},
                        {"partner_mirror_outdated", ms.partner_mirror_outdated},
                        {"partner_mirror_lag_bytes", ms.partner_mirror_lag_bytes},
                        {"mirror_frozen", ms.mirror_frozen},

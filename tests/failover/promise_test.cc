@@ -516,5 +516,47 @@ TEST_F(PromiseTest, DuplicateNodeIsRefused) {
   verify(w, medium_ + "/vol1", "on the medium");
 }
 
+// A second hafsd with node 1's identity as from another machine: its own NV log and mirror
+// file (and mount, socket, listen port), the same membership directory, medium and partner.
+// Rule 8 (docs/membership.md): vol1's record names node 1's NV log, so the twin refuses at once
+// (exit 3) before its mirror connects or its membership runs; node 1 is not disturbed, and the
+// partner's mirror of node 1's log is not replaced by the twin's (what node 2 would replay).
+TEST_F(PromiseTest, ADuplicateWithAnotherNvLogIsRefusedBeforeItTouchesAnything) {
+  ASSERT_NO_FATAL_FAILURE(start_pair());
+  const uint64_t epoch1 = await_serving(1, "vol1", 0, 10s);
+  ASSERT_GT(epoch1, 0u);
+  AckWriter& w = new_writer(node(1).proc->path("vol1"), 701);
+  ASSERT_NO_FATAL_FAILURE(await_acks(w, 200));
+  auto before = status(2);
+  ASSERT_TRUE(before.has_value());
+  const std::string ring_before = (*before)["mirror_in"].value("ring_id", std::string());
+
+  HafsdSpec spec = duplicate_spec(1);
+  spec.nvlog_path.clear();  // a log of its own, in its private directory
+  const std::string twin_mirror = scratch_ + "/twin-mirror";
+  for (auto& a : spec.extra_args)
+    if (a.starts_with("interconnect.mirror_path=")) a = "interconnect.mirror_path=\"" + twin_mirror + "\"";
+  HafsdProcess twin(spec);
+  std::string why;
+  const bool mounted = twin.start(&why, 30s);
+  const bool ended = !mounted || twin.wait_exit(10s);
+  if (!ended) {
+    ADD_FAILURE() << "the twin of node 1 serves: " << dump();
+    twin.kill9();
+  }
+  EXPECT_EQ(twin.exit_status(), kExitNvLogDamaged) << twin.log();
+  EXPECT_NE(twin.log().find("a second process with node 1's identity"), std::string::npos) << twin.log();
+  EXPECT_EQ(await_serving(1, "vol1", 0, 5s), epoch1) << dump();
+  auto after = status(2);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ((*after)["mirror_in"].value("ring_id", std::string()), ring_before) << "node 2's mirror changed rings";
+  ASSERT_NO_FATAL_FAILURE(await_acks(w, w.acked() + 100));  // node 1 still acknowledges
+  w.stop();
+  verify(w, node(1).proc->path("vol1"), "through node 1's mount");
+  ASSERT_EQ(node(1).proc->stop(), 0);
+  ASSERT_EQ(node(2).proc->stop(), 0);
+  verify(w, medium_ + "/vol1", "on the medium");
+}
+
 }  // namespace
 }  // namespace hafs::testing::failover

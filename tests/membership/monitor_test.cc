@@ -477,11 +477,11 @@ TEST(MonitorTest, LostDiskOnTheHolderFencesBeforeTheLeaseRunsOut) {
 TEST(MonitorTest, SlowRenewalCountsAsFailed) {
   SimPair p(18);
   bring_up(p);
-  p.port(A).delay_next_write_of(ownership_record_name(1), Millis(60));  // under io_timeout
+  p.port(A).delay_next_write_of(ownership_record_name(1), Millis(200));  // under io_timeout (250)
   p.run(Millis(600));
   EXPECT_TRUE(p.serving(A, 1));
   EXPECT_EQ(p.actions(A).count(Event::kFence), 0u);
-  p.port(A).delay_next_write_of(ownership_record_name(1), Millis(150));  // over io_timeout
+  p.port(A).delay_next_write_of(ownership_record_name(1), Millis(300));  // over io_timeout
   p.run(Millis(600));
   EXPECT_EQ(p.actions(A).count(Event::kFence, 1), 1u);
   EXPECT_EQ(p.actions(A).count(Event::kFence, 2), 0u);

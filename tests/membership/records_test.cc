@@ -40,6 +40,7 @@ OwnershipRecord sample_ownership() {
   r.replay_next_lsn = 4242;
   r.run_epoch = 0x0102030405060700ull;
   r.replay_from_epoch = 2;
+  r.owner_ring = 0x5eedf00du;
   return r;
 }
 
@@ -69,6 +70,8 @@ TEST(RecordsTest, OwnershipRoundTripAndLayout) {
   EXPECT_EQ(std::to_integer<int>(b[own_off::kEpoch + 7]), 0x01);
   EXPECT_EQ(std::to_integer<int>(b[own_off::kClusterId]), 0x88);
   EXPECT_EQ(std::to_integer<int>(b[own_off::kReplayNextLsn]), 4242 & 0xff);
+  EXPECT_EQ(std::to_integer<int>(b[own_off::kOwnerRing]), 0x0d);
+  EXPECT_EQ(std::to_integer<int>(b[own_off::kOwnerRing + 3]), 0x5e);
   for (size_t i = kEncodedOwnership; i < kRecordBlockBytes; ++i)
     ASSERT_EQ(std::to_integer<int>(b[i]), 0) << "byte " << i << " after the record";
 }
@@ -169,6 +172,16 @@ TEST(RecordsTest, OwnershipFieldRulesAreChecked) {
     // So are version 2 records (no run epoch): a replay could miss records of the owner's run.
     set_own_field<uint32_t>(c, own_off::kVersion, 2);
     expect_own_error(c, "unsupported ownership version 2");
+  }
+  {
+    // Version 3 had offset 60 reserved (0): read, with the owner's ring unknown (rule 8 skips it).
+    RecordBlock c = b;
+    set_own_field<uint32_t>(c, own_off::kVersion, 3);
+    set_own_field<uint32_t>(c, own_off::kOwnerRing, 0);
+    auto r = decode_ownership(c);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ(r->owner_ring, 0u);
+    EXPECT_EQ(r->run_epoch, sample_ownership().run_epoch);
   }
   {
     RecordBlock c = b;

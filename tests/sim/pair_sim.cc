@@ -14,6 +14,7 @@
 #include "nvcache/log_reader.h"
 #include "nvcache/log_writer.h"
 #include "tests/sim/fs_client.h"
+#include "tests/sim/pausable_transport.h"
 
 namespace hafs::sim {
 
@@ -58,6 +59,8 @@ struct PairSim::SimNode {
   std::unique_ptr<node::Node> node;  // null while down
   uint64_t paused_until = 0;         // paused (no ticks, no operations) before this step
   bool clock_frozen = false;         // ... and its clock stands still meanwhile
+  bool twin = false;                 // a second process with the identity of nodes_[id - 1]
+  std::unique_ptr<PausableTransport> net;  // its view of the interconnect: paused with it
   uint64_t down_until = 0;           // down: restart at this step
   std::string down_reason;           // why the last start failed (empty: it did not)
   explicit SimNode(uint64_t seed) : faults(seed) {}
@@ -76,9 +79,9 @@ std::string SimResult::summary() const {
   std::snprintf(buf, sizeof buf,
                 "%" PRIu64 " steps (%.0f simulated s): %" PRIu64 " writes acknowledged, %" PRIu64
                 " failed, %" PRIu64 " reads checked; %" PRIu64 " crashes, %" PRIu64 " restarts (%" PRIu64
-                " refused), %" PRIu64 " pauses, %" PRIu64 " cuts, %" PRIu64 " flips, %" PRIu64 " self-stops, %" PRIu64 " owner changes",
+                " refused), %" PRIu64 " pauses, %" PRIu64 " cuts, %" PRIu64 " flips, %" PRIu64 " twins, %" PRIu64 " self-stops, %" PRIu64 " owner changes",
                 steps, steps * kStepMs / 1000.0, acked_writes, failed_writes, reads_checked, crashes, restarts,
-                failed_restarts, pauses, cuts, flips, self_stops, takeovers);
+                failed_restarts, pauses, cuts, flips, twins, self_stops, takeovers);
   return buf;
 }
 
@@ -95,35 +98,7 @@ PairSim::PairSim(SimOptions options)
       files_[{v, f}] = FileModel{};
     }
   }
-  for (uint32_t id = 1; id <= 2; ++id) {
-    auto n = std::make_unique<SimNode>(opt_.seed * 31 + id);
-    n->id = id;
-    const uint32_t partner = 3 - id;
-    auto& c = n->cfg;
-    c.node_id = id;
-    c.destage_interval_ms = 20;
-    for (uint32_t v = 1; v <= 2; ++v)
-      c.volumes.push_back({"vol" + std::to_string(v), v, (dir_ / ("vol" + std::to_string(v))).string(),
-                           fs::WriteMode::kStaged, v, fs::DegradedPolicy::kLocalLog});
-    c.interconnect.provider = "loopback";
-    c.interconnect.listen_host = "node" + std::to_string(id);
-    c.interconnect.listen_port = "mirror";
-    c.interconnect.partner_node_id = partner;
-    c.interconnect.partner_host = "node" + std::to_string(partner);
-    c.interconnect.partner_port = "mirror";
-    c.interconnect.key = "simulated pair";
-    c.interconnect.mirror_wait_ms = 100;
-    c.interconnect.heartbeat_ms = 50;
-    c.interconnect.silence_limit_ms = opt_.silence_limit_ms;
-    c.membership.dir = "simulated";
-    c.membership.cluster = "sim";
-    c.membership.giveback_delay_ms = 5000;
-    n->disk = std::make_unique<LockedPort>(disk_.port(id), disk_mu_);
-    // The mark's own path: no random faults, no simulated delays (it is written from a real thread).
-    n->data_path_disk = std::make_unique<LockedPort>(disk_.port(100 + id), disk_mu_);
-    HAFS_CHECK(nvcache::Log::format(n->nvlog, id, opt_.seed * 1000 + id).is_ok(), "format");
-    nodes_.push_back(std::move(n));
-  }
+  for (uint32_t id = 1; id <= 2; ++id) nodes_.push_back(make_node(id, /*twin=*/false));
   // A slow disk operation takes simulated time on both nodes' clocks.
   disk_.set_delay_hook([this](membership::Millis d) {
     for (auto& n : nodes_)
@@ -131,7 +106,51 @@ PairSim::PairSim(SimOptions options)
   });
 }
 
+std::unique_ptr<PairSim::SimNode> PairSim::make_node(uint32_t id, bool twin) {
+  auto n = std::make_unique<SimNode>(opt_.seed * 31 + id + (twin ? 1000 + now_step_ : 0));
+  n->id = id;
+  n->twin = twin;
+  const uint32_t partner = 3 - id;
+  auto& c = n->cfg;
+  c.node_id = id;
+  c.destage_interval_ms = 20;
+  for (uint32_t v = 1; v <= 2; ++v)
+    c.volumes.push_back({"vol" + std::to_string(v), v, (dir_ / ("vol" + std::to_string(v))).string(),
+                         fs::WriteMode::kStaged, v, fs::DegradedPolicy::kLocalLog});
+  c.interconnect.provider = "loopback";
+  // A twin runs on another machine: its own address, the same partner.
+  c.interconnect.listen_host = "node" + std::to_string(id) + (twin ? "-twin" : "");
+  c.interconnect.listen_port = "mirror";
+  c.interconnect.partner_node_id = partner;
+  c.interconnect.partner_host = "node" + std::to_string(partner);
+  c.interconnect.partner_port = "mirror";
+  c.interconnect.key = "simulated pair";
+  c.interconnect.mirror_wait_ms = 100;
+  c.interconnect.heartbeat_ms = 50;
+  c.interconnect.silence_limit_ms = opt_.silence_limit_ms;
+  c.membership.dir = "simulated";
+  c.membership.cluster = "sim";
+  c.membership.giveback_delay_ms = 5000;
+  n->net = std::make_unique<PausableTransport>(network_);
+  const uint32_t port = twin ? 200 + id : id;
+  n->disk = std::make_unique<LockedPort>(disk_.port(port), disk_mu_);
+  // The mark's own path: no random faults, no simulated delays (it is written from a real thread).
+  n->data_path_disk = std::make_unique<LockedPort>(disk_.port(100 + port), disk_mu_);
+  HAFS_CHECK(nvcache::Log::format(n->nvlog, id, opt_.seed * 1000 + id + (twin ? 7 + now_step_ * 10 : 0)).is_ok(),
+             "format");
+  return n;
+}
+
+std::vector<PairSim::SimNode*> PairSim::processes() {
+  std::vector<SimNode*> up;
+  for (auto& n : nodes_)
+    if (n->up()) up.push_back(n.get());
+  if (twin_ && twin_->up()) up.push_back(twin_.get());
+  return up;
+}
+
 PairSim::~PairSim() {
+  twin_.reset();
   for (auto& n : nodes_) n->node.reset();
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
@@ -165,16 +184,16 @@ bool PairSim::start_node(SimNode& n) {
   env.data_path_disk = n.data_path_disk.get();
   env.nvlog = &n.nvlog;
   env.mirror = &n.mirror;
-  env.transport = &network_;
+  env.transport = n.net.get();
   env.faults = &n.faults;
   env.tick_thread = false;
   const uint64_t ring = opt_.seed * 1000 + n.id + now_step_ * 10;
   env.format_nvlog = [id = n.id, ring](nvcache::Store& s) { return nvcache::Log::format(s, id, ring); };
-  Logger log("sim-node" + std::to_string(n.id), opt_.verbose ? LogLevel::kWarn : LogLevel::kOff);
+  Logger log("sim-node" + std::to_string(n.id) + (n.twin ? "-twin" : ""), opt_.verbose ? LogLevel::kWarn : LogLevel::kOff);
   auto opened = node::Node::open(n.cfg, std::move(env), log);
   if (!opened) {
     n.down_reason = opened.status().to_string();
-    note("node " + std::to_string(n.id) + " does not start: " + n.down_reason);
+    note(std::string(n.twin ? "the twin of node " : "node ") + std::to_string(n.id) + " does not start: " + n.down_reason);
     return false;
   }
   n.node = std::move(*opened);
@@ -183,7 +202,8 @@ bool PairSim::start_node(SimNode& n) {
 }
 
 void PairSim::crash(SimNode& n, const std::string& why) {
-  note("node " + std::to_string(n.id) + " crashes (" + why + ")");
+  note(std::string(n.twin ? "the twin of node " : "node ") + std::to_string(n.id) + " crashes (" + why + ")");
+  n.net->set_paused(false);  // its threads must run to be joined
   n.node.reset();  // its threads stop; the NV log and mirror stores keep what they held
   // Down for a moment (a supervisor restarts it) or for long (a reboot, a repair).
   n.down_until = now_step_ + (chance() < 0.5 ? below(20) : 20 + below(200));
@@ -193,7 +213,8 @@ void PairSim::crash(SimNode& n, const std::string& why) {
 }
 
 void PairSim::stop_node(SimNode& n, const std::string& why) {
-  note("node " + std::to_string(n.id) + " stops itself: " + why);
+  note(std::string(n.twin ? "the twin of node " : "node ") + std::to_string(n.id) + " stops itself: " + why);
+  n.net->set_paused(false);
   (void)n.node->shutdown();
   n.node.reset();
   n.down_until = now_step_ + 10 + below(100);
@@ -217,10 +238,10 @@ PairSim::SimNode* PairSim::server_of(uint32_t volume) {
   if (!block) return nullptr;
   auto rec = membership::decode_ownership(*block);
   if (!rec) return nullptr;
-  for (auto& n : nodes_)
-    if (n->id == rec->owner && n->up() && now_step_ >= n->paused_until &&
-        n->node->filesystem().volume_by_id(volume) != nullptr)
-      return n.get();
+  // The original first; its twin (another machine with its identity) when the original cannot.
+  for (SimNode* n : processes())
+    if (n->id == rec->owner && now_step_ >= n->paused_until && n->node->filesystem().volume_by_id(volume) != nullptr)
+      return n;
   return nullptr;
 }
 
@@ -235,6 +256,7 @@ void PairSim::inject_faults() {
       const uint32_t ms = chance() < 0.7 ? 1500 + static_cast<uint32_t>(below(1500)) : static_cast<uint32_t>(below(8000));
       n.paused_until = now_step_ + ms / kStepMs;
       n.clock_frozen = chance() < 0.3;
+      n.net->set_paused(true);
       ++result_.pauses;
       note("node " + std::to_string(n.id) + " pauses for " + std::to_string(ms) + " ms" +
            (n.clock_frozen ? " (its clock stops)" : ""));
@@ -258,6 +280,10 @@ void PairSim::inject_faults() {
       n.faults.clear(FaultSite::kDestageBeforeWrite);
     }
     if (chance() < f.flip) flip_byte(n);
+  }
+  if (!twin_ && chance() < f.twin) {
+    const uint32_t id = 1 + static_cast<uint32_t>(below(2));
+    if (start_twin(id)) twin_until_ = now_step_ + 10 + below(100);
   }
   if (now_step_ >= cut_until_ && chance() < f.cut) {
     const uint32_t ms = 200 + static_cast<uint32_t>(below(6000));
@@ -291,8 +317,8 @@ void PairSim::client_write() {
   SimNode* n = server_of(volume);
   if (!n || chance() < 0.2) {
     std::vector<SimNode*> candidates;
-    for (auto& c : nodes_)
-      if (c->up() && now_step_ >= c->paused_until && c->node->filesystem().volume_by_id(volume)) candidates.push_back(c.get());
+    for (SimNode* c : processes())
+      if (now_step_ >= c->paused_until && c->node->filesystem().volume_by_id(volume)) candidates.push_back(c);
     if (candidates.empty()) return;
     n = candidates[below(candidates.size())];
   }
@@ -392,8 +418,7 @@ void PairSim::check_invariants() {
     last_owner_[v] = rec->owner;
   }
   std::map<std::pair<uint32_t, uint64_t>, uint32_t> serving;  // (volume, epoch) -> node
-  for (auto& n : nodes_) {
-    if (!n->up()) continue;
+  for (SimNode* n : processes()) {
     for (const auto& view : n->node->monitor()->status().volumes) {
       if (view.state != membership::VolumeState::kServing) continue;
       auto [it, fresh] = serving.try_emplace({view.id, view.epoch}, n->id);
@@ -442,24 +467,32 @@ void PairSim::step(bool faults_on) {
       }
     }
   }
-  for (auto& n : nodes_)
+  if (twin_ && (!twin_->up() || now_step_ >= twin_until_)) {
+    if (twin_->up()) crash(*twin_, "its operator stops it");
+    twin_.reset();
+  }
+  for (SimNode* n : processes())
     if (!n->clock_frozen || now_step_ >= n->paused_until) n->clock.advance(membership::Millis(kStepMs));
   for (auto& n : nodes_)
-    if (now_step_ >= n->paused_until) n->clock_frozen = false;
+    if (now_step_ >= n->paused_until && n->paused_until != 0) {
+      n->clock_frozen = false;
+      n->paused_until = 0;
+      n->net->set_paused(false);
+      settle_needed_ = true;  // its links may come up again
+    }
   settle_links();
   // The nodes tick in a random order; a paused node does nothing.
   std::vector<SimNode*> order;
-  for (auto& n : nodes_)
-    if (n->up() && now_step_ >= n->paused_until && n->clock.now() >= n->node->monitor()->next_tick_at())
-      order.push_back(n.get());
-  if (order.size() == 2 && chance() < 0.5) std::swap(order[0], order[1]);
+  for (SimNode* n : processes())
+    if (now_step_ >= n->paused_until && n->clock.now() >= n->node->monitor()->next_tick_at()) order.push_back(n);
+  std::shuffle(order.begin(), order.end(), rng_);
   for (SimNode* n : order) tick(*n);
   for (int i = 0; i < 2; ++i)
     if (chance() < 0.6) client_write();
   if (chance() < 0.2) client_read(1 + static_cast<uint32_t>(below(2)), static_cast<uint32_t>(below(kFiles)));
   // A node that must stop (damage found while running, its identity taken) stops as hafsd does.
-  for (auto& n : nodes_)
-    if (n->up() && !n->node->fatal().is_ok()) stop_node(*n, n->node->fatal().to_string());
+  for (SimNode* n : processes())
+    if (!n->node->fatal().is_ok()) stop_node(*n, n->node->fatal().to_string());
   check_invariants();
   ++now_step_;
   ++result_.steps;
@@ -470,9 +503,11 @@ void PairSim::final_check() {
   if (cut_until_ != 0) network_.set_faults({});
   cut_until_ = 0;
   settle_needed_ = true;
+  stop_twin();
   for (auto& n : nodes_) {
     n->paused_until = 0;
     n->clock_frozen = false;
+    n->net->set_paused(false);
     n->disk->port().set_faults({});
     n->faults.clear_all();
   }
@@ -516,8 +551,19 @@ void PairSim::pause(uint32_t id, uint32_t ms, bool clock_stops) {
   SimNode& n = *nodes_[id - 1];
   n.paused_until = now_step_ + ms / kStepMs;
   n.clock_frozen = clock_stops;
+  n.net->set_paused(true);
   ++result_.pauses;
   note("node " + std::to_string(id) + " pauses for " + std::to_string(ms) + " ms" + (clock_stops ? " (its clock stops)" : ""));
+}
+
+void PairSim::resume(uint32_t id) {
+  SimNode& n = *nodes_[id - 1];
+  n.paused_until = now_step_;
+  n.clock_frozen = false;
+  n.net->set_paused(false);
+  settle_needed_ = true;
+  settle_links();
+  note("node " + std::to_string(id) + " resumes");
 }
 
 void PairSim::kill(uint32_t id) {
@@ -568,6 +614,45 @@ uint32_t PairSim::owner(uint32_t volume) {
   auto rec = membership::decode_ownership(*block);
   return rec ? rec->owner : 0;
 }
+
+uint64_t PairSim::epoch(uint32_t volume) {
+  auto block = disk_.peek(membership::ownership_record_name(volume));
+  if (!block) return 0;
+  auto rec = membership::decode_ownership(*block);
+  return rec ? rec->epoch : 0;
+}
+
+bool PairSim::replay_pending(uint32_t volume) {
+  auto block = disk_.peek(membership::ownership_record_name(volume));
+  if (!block) return false;
+  auto rec = membership::decode_ownership(*block);
+  return rec && rec->replay_pending();
+}
+
+void PairSim::fail_next_record_write(uint32_t id, uint32_t volume) {
+  std::lock_guard lock(disk_mu_);
+  nodes_[id - 1]->disk->port().fail_next_write_of(membership::ownership_record_name(volume));
+}
+
+bool PairSim::start_twin(uint32_t id) {
+  stop_twin();
+  twin_ = make_node(id, /*twin=*/true);
+  twin_until_ = UINT64_MAX;
+  ++result_.twins;
+  note("a twin of node " + std::to_string(id) + " starts (another process with its identity)");
+  if (!start_node(*twin_)) {
+    twin_.reset();
+    return false;
+  }
+  return true;
+}
+
+void PairSim::stop_twin() {
+  if (twin_ && twin_->up()) crash(*twin_, "its operator stops it");
+  twin_.reset();
+}
+
+node::Node* PairSim::twin() { return twin_ ? twin_->node.get() : nullptr; }
 
 SimResult PairSim::run() {
   for (auto& n : nodes_) HAFS_CHECK(start_node(*n), "the pair starts");

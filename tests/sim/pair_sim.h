@@ -15,7 +15,8 @@
 // Faults, freely combined: crash and restart of either node (restart order random), pauses of
 // any length (dense around the lease; the clock stops in some, as in a suspended VM), interconnect
 // cuts, failing and slow membership-disk I/O, failing medium writes (EIO, ENOSPC), byte flips in
-// an NV log or a mirror.
+// an NV log or a mirror, a second process with a node's identity (its twin: another machine with
+// a fresh NV log, the same membership disk and partner).
 // Invariants: an acknowledged write reads back (its newest acknowledged value, or that of a write
 // that failed after it) from the node serving the volume; never two nodes serving one volume in
 // one epoch; epochs never go backwards; at the end, with the faults healed, every volume is
@@ -49,7 +50,8 @@ struct FaultMix {
   double disk = 0.002;      // a spell of failing or slow membership-disk I/O
   double medium = 0.002;    // a spell of failing medium writes (EIO or ENOSPC)
   double flip = 0.0;        // a byte flip in a node's NV log or its mirror of the partner's
-  static FaultMix none() { return {0, 0, 0, 0, 0, 0}; }
+  double twin = 0.0005;     // a second process starts with a node's identity (another machine)
+  static FaultMix none() { return {0, 0, 0, 0, 0, 0, 0}; }
 };
 
 struct SimOptions {
@@ -68,6 +70,7 @@ struct SimResult {
   uint64_t acked_writes = 0, failed_writes = 0, reads_checked = 0;
   uint64_t crashes = 0, restarts = 0, failed_restarts = 0, pauses = 0, cuts = 0, flips = 0;
   uint64_t self_stops = 0;          // nodes that stopped themselves (damage found, identity taken)
+  uint64_t twins = 0;               // second processes started with a node's identity
   uint64_t takeovers = 0;           // epochs that changed owner
   std::vector<std::string> unavailable;  // volumes not served at the end, with the reason told
   std::string summary() const;
@@ -83,6 +86,7 @@ class PairSim {
   void start();
   void steps(uint32_t n);
   void pause(uint32_t node, uint32_t ms, bool clock_stops);
+  void resume(uint32_t node);    // ends a pause now (between steps: before the node's next tick)
   void kill(uint32_t node);      // kill -9; stays down until restart()
   bool restart(uint32_t node);   // false: the start was refused (its reason is kept for the check)
   // Flips a payload byte of the record `from_end` records before the end of `node`'s NV log (or
@@ -96,6 +100,16 @@ class PairSim {
   node::Node* node(uint32_t id);  // null while down
   FaultRegistry& faults(uint32_t id);
   uint32_t owner(uint32_t volume);  // in the ownership record on the disk; 0: none
+  uint64_t epoch(uint32_t volume);  // in the ownership record on the disk; 0: none
+  bool replay_pending(uint32_t volume);  // the ownership record says its owner's replay is pending
+  // The next write of `volume`'s ownership record by `node` fails (its renewal: a self-fence).
+  void fail_next_record_write(uint32_t node, uint32_t volume);
+  // Starts a twin of `node`: another process with its identity, on another machine (a fresh NV
+  // log and mirror, its own clock and address), the same membership disk and partner. False
+  // when it refused to start. It runs until it stops itself, or until stop_twin().
+  bool start_twin(uint32_t node);
+  void stop_twin();
+  node::Node* twin();  // null when there is none
   const SimResult& result() const { return result_; }
 
  private:
@@ -116,6 +130,9 @@ class PairSim {
   void settle_links();
   void final_check();
   void flip_byte(SimNode& n);
+  std::unique_ptr<SimNode> make_node(uint32_t id, bool twin);
+  // Every process up now, twin included.
+  std::vector<SimNode*> processes();
 
   // The node that serves `volume` now: the owner in the ownership record, if it is up and has
   // the volume in its tree. Null when there is none.
@@ -136,6 +153,8 @@ class PairSim {
   std::mutex disk_mu_;         // the SimDisk is not thread safe; mirror marks come from senders
   interconnect::LoopbackNetwork network_;
   std::vector<std::unique_ptr<SimNode>> nodes_;
+  std::unique_ptr<SimNode> twin_;  // a second process with nodes_[twin_->id - 1]'s identity
+  uint64_t twin_until_ = 0;        // ... killed by its operator at this step
   std::map<std::pair<uint32_t, uint32_t>, FileModel> files_;  // (volume, file) -> model
   std::map<uint32_t, uint64_t> last_epoch_;                    // per volume: newest epoch seen
   std::map<uint32_t, uint32_t> last_owner_;

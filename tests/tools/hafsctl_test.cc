@@ -137,9 +137,9 @@ const Schema kNvlog = {{"path", T::kString}, {"mode", T::kString}, {"data_bytes"
                        {"objects", T::kUnsigned}, {"complete_lsn", T::kUnsigned},
                        {"trim_lsn", T::kUnsigned}, {"records_appended", T::kUnsigned},
                        {"bytes_appended", T::kUnsigned}, {"space_waits", T::kUnsigned},
-                       {"destage", T::kObject}};
+                       {"records_voided", T::kUnsigned}, {"destage", T::kObject}};
 const Schema kDestage = {{"passes", T::kUnsigned}, {"bytes", T::kUnsigned}, {"errors", T::kUnsigned},
-                         {"last_error", T::kString}};
+                         {"last_error", T::kString}, {"medium_full", T::kBool}};
 const Schema kVolume = {{"name", T::kString}, {"id", T::kUnsigned}, {"path", T::kString},
                         {"mode", T::kString}, {"home", T::kUnsigned}, {"degraded_policy", T::kString},
                         {"owner", T::kUnsigned}, {"epoch", T::kUnsigned}, {"state", T::kString},
