@@ -161,7 +161,11 @@ std::string PairSim::file_name(uint32_t file) const { return "f" + std::to_strin
 PairSim::SimNode& PairSim::partner_of(const SimNode& n) { return *nodes_[n.id == 1 ? 1 : 0]; }
 
 void PairSim::note(const std::string& what) {
-  if (opt_.verbose) std::fprintf(stderr, "[sim %6.1f s] %s\n", now_step_ * kStepMs / 1000.0, what.c_str());
+  char at[32];
+  std::snprintf(at, sizeof at, "[sim %6.1f s] ", now_step_ * kStepMs / 1000.0);
+  if (opt_.verbose) std::fprintf(stderr, "%s%s\n", at, what.c_str());
+  recent_.push_back(at + what);
+  if (recent_.size() > 200) recent_.pop_front();
 }
 
 void PairSim::violation(const std::string& what) {
@@ -171,6 +175,7 @@ void PairSim::violation(const std::string& what) {
   std::snprintf(at, sizeof at, "step %" PRIu64 " (%.1f s): ", now_step_, now_step_ * kStepMs / 1000.0);
   result_.violation = at + what;
   note("VIOLATION: " + what);
+  result_.history.assign(recent_.begin(), recent_.end());
 }
 
 bool PairSim::can_talk(const SimNode& a, const SimNode& b) const {

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -73,6 +74,9 @@ struct SimResult {
   uint64_t twins = 0;               // second processes started with a node's identity
   uint64_t takeovers = 0;           // epochs that changed owner
   std::vector<std::string> unavailable;  // volumes not served at the end, with the reason told
+  // The schedule's last events before a violation (faults, restarts, owner changes), for a run
+  // whose replay does not fail again (docs/reliability.md, "Determinism and its limit").
+  std::vector<std::string> history;
   std::string summary() const;
 };
 
@@ -162,6 +166,7 @@ class PairSim {
   uint32_t cut_until_ = 0;     // the interconnect is cut until this step
   uint8_t next_value_ = 1;
   bool settle_needed_ = false;  // a link may come up: wait for the mirrors before the next step
+  std::deque<std::string> recent_;  // the last notes, for SimResult::history
 };
 
 }  // namespace hafs::sim

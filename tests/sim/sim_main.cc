@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
       ++failed;
       std::printf("  %s\n  replay: hafs-sim --seed %" PRIu64 " --steps %u%s -v\n", r.violation.c_str(), seed, steps,
                   flips ? " --flips" : "");
+      if (!verbose)
+        for (const auto& h : r.history) std::printf("    %s\n", h.c_str());
     }
     std::fflush(stdout);
   }
