@@ -122,7 +122,7 @@ std::optional<std::pair<RefuseReason, std::string>> MirrorReceiver::walk_committ
   }
   const uint64_t data = mirror_.size() - nvcache::kDataOffset;
   uint64_t pos = walk_pos_;
-  while (pos + nvcache::kRecordHeaderBytes <= to_pos) {
+  while (pos != kWalkLost && pos + nvcache::kRecordHeaderBytes <= to_pos) {
     std::array<std::byte, nvcache::kRecordHeaderBytes> fixed{};
     if (Status st = mirror_.read(nvcache::kDataOffset + pos % data, fixed); !st.is_ok())
       return std::pair{RefuseReason::kProtocol, "cannot read the mirror: " + st.to_string()};
@@ -132,6 +132,24 @@ std::optional<std::pair<RefuseReason, std::string>> MirrorReceiver::walk_committ
     // writes the range again.
     if (!h || h->pos != pos)
       return std::pair{RefuseReason::kProtocol, "no record header at position " + std::to_string(pos)};
+    // The header CRC covers the key: checked once the COMMITs reach past it. A header copied
+    // while its node rewrote it (a VOID) fails here and is written again, instead of becoming
+    // damage in the mirror.
+    if (pos + nvcache::kRecordHeaderBytes + h->key_len > to_pos) break;
+    std::vector<std::byte> head(nvcache::kRecordHeaderBytes + h->key_len);
+    if (Status st = mirror_.read(nvcache::kDataOffset + pos % data, head); !st.is_ok())
+      return std::pair{RefuseReason::kProtocol, "cannot read the mirror: " + st.to_string()};
+    if (!nvcache::verify_record_header_crc(head))
+      return std::pair{RefuseReason::kProtocol, "header CRC mismatch at position " + std::to_string(pos)};
+    // A DAMAGED marker (the sender found this record bad after it was mirrored) no longer says
+    // how long the record was: the walk cannot go on in this ring. Such a ring's owner has
+    // stopped itself; a takeover from this mirror reports the damage.
+    if (h->type == nvcache::RecordType::kDamaged) {
+      options_.logger.warn("the partner's ring holds a DAMAGED marker at position %llu: its records after it "
+                           "are not checked for stale epochs", static_cast<unsigned long long>(pos));
+      pos = kWalkLost;
+      break;
+    }
     if (h->type == nvcache::RecordType::kWrite || h->type == nvcache::RecordType::kFence)
       for (const auto& [volume, epoch] : held)
         if (h->volume_id == volume && h->epoch < epoch)

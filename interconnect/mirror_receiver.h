@@ -124,6 +124,7 @@ class MirrorReceiver {
   // checked by walk_committed (records follow each other from a trim point; a COMMIT may end
   // inside a record, whose header is then checked with the COMMIT that completes it).
   uint64_t walk_pos_ = 0;
+  static constexpr uint64_t kWalkLost = UINT64_MAX;  // walk_pos_ after a DAMAGED marker
   std::mutex freeze_mu_;
   std::condition_variable freeze_cv_;
   bool frozen_ = false;          // GUARDED_BY(freeze_mu_): asked for by freeze(), until thaw()
