@@ -323,6 +323,26 @@ TEST_F(BadPeerTest, CommitBelowTheMinimumEpochIsRefusedOnAnAcceptedConnection) {
   sender.stop();
 }
 
+// The receiver checks each committed record header's CRC (rule 7's walk): a header that went bad
+// on the way (here: in the sender's ring before it was shipped) is refused, not persisted, so it
+// cannot become damage in the middle of the mirror that a takeover would refuse.
+TEST_F(BadPeerTest, ACommittedHeaderWithABadCrcIsRefused) {
+  std::vector<std::byte> data(3000, std::byte{1});
+  ASSERT_TRUE(cache_->write({3, "first"}, 1, 0, data).is_ok());  // not mirrored yet
+  primary_->mapping()[nvcache::kDataOffset + nvcache::rec_off::kHeaderCrc] ^= std::byte{0x40};
+  auto opts = sender_options();
+  opts.mirror_wait = 200ms;
+  MirrorSender sender(cache_->log(), opts);
+  sender.start();
+  cache_->set_replicator(&sender);
+  EXPECT_TRUE(eventually([&] { return receiver_->stats().refused > 0; }));
+  EXPECT_TRUE(contains(receiver_->stats().last_refusal, "header CRC mismatch at position 0"))
+      << receiver_->stats().last_refusal;
+  EXPECT_EQ(receiver_->stats().commits, 0u) << "a record with a bad header was persisted";
+  cache_->set_replicator(nullptr);
+  sender.stop();
+}
+
 // A frozen mirror (a takeover replays it) drops the partner's connection and refuses new ones,
 // so nothing of the partner's lands in it; thawed, the partner connects again.
 TEST_F(BadPeerTest, AFrozenMirrorRefusesThePartnerUntilThawed) {
