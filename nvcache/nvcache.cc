@@ -361,11 +361,16 @@ void NvCache::void_superseded_locked() {
   const uint64_t trim = log_->trim_point().pos;
   if (restart || void_walk_pos_ < trim) void_walk_pos_ = trim;  // both are record boundaries
   uint64_t voided = 0;
-  auto walked = log_->void_records(void_walk_pos_, log_->filled_point().pos,
+  const uint64_t filled = log_->filled_point().pos;
+  // Readers verify a record's header under index_mu_ (snapshot): none may see one half rewritten
+  // and take it for damage (which would stop the node).
+  std::unique_lock index_lock(index_mu_);
+  auto walked = log_->void_records(void_walk_pos_, filled,
                                    [&](uint32_t volume, uint64_t epoch) {
                                      auto it = picks.find(volume);
                                      return it != picks.end() && epoch < it->second;
                                    }, &voided);
+  index_lock.unlock();
   if (!walked) {
     options_.logger.warn("cannot void superseded records (tried again): %s", walked.status().to_string().c_str());
     std::lock_guard lock(superseded_mu_);
