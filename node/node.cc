@@ -395,26 +395,29 @@ Status Node::check_still_owner_after_mark() const {
   return Status::ok();
 }
 
-bool Node::record_names_us(uint32_t volume, uint64_t epoch) const {
+Result<std::optional<membership::OwnershipRecord>> Node::read_ownership(uint32_t volume) const {
   membership::SharedDisk& disk = env_.data_path_disk ? *env_.data_path_disk : *env_.disk;
   membership::RecordBlock block{};
-  if (!disk.read(membership::ownership_record_name(volume), block).is_ok()) return false;
+  const Status read = disk.read(membership::ownership_record_name(volume), block);
+  if (read.code() == Code::kNotFound) return std::optional<membership::OwnershipRecord>();
+  if (!read.is_ok()) return read.with_context("reading the ownership record of volume " + std::to_string(volume));
   auto rec = membership::decode_ownership(block);
-  return rec && rec->cluster_id == cluster_id_ && rec->owner == cfg_.node_id && rec->epoch == epoch;
+  if (!rec || rec->cluster_id != cluster_id_) return std::optional<membership::OwnershipRecord>();
+  return std::optional<membership::OwnershipRecord>(*rec);
+}
+
+bool Node::record_names_us(uint32_t volume, uint64_t epoch) const {
+  auto rec = read_ownership(volume);
+  return rec && *rec && (*rec)->owner == cfg_.node_id && (*rec)->epoch == epoch;
 }
 
 Status Node::check_run_ring() const {
-  membership::SharedDisk& disk = env_.data_path_disk ? *env_.data_path_disk : *env_.disk;
   const uint32_t mine = nvcache::ring_tag(cache_->log().ring_id());
   for (const auto& v : cfg_.volumes) {
-    membership::RecordBlock block{};
-    const Status read = disk.read(membership::ownership_record_name(v.id), block);
-    if (read.code() == Code::kNotFound) continue;
-    if (!read.is_ok()) return read.with_context("reading the ownership record of volume " + std::to_string(v.id));
-    auto rec = membership::decode_ownership(block);
-    if (!rec || rec->cluster_id != cluster_id_ || rec->owner != cfg_.node_id || rec->owner_ring == 0 ||
-        rec->owner_ring == mine)
-      continue;
+    auto read = read_ownership(v.id);
+    if (!read) return read.status();
+    const auto& rec = *read;
+    if (!rec || rec->owner != cfg_.node_id || rec->owner_ring == 0 || rec->owner_ring == mine) continue;
     const std::string why = "volume " + v.name + " is this node's at epoch " + std::to_string(rec->epoch) +
         ", served with an NV log of ring tag " + hex_id(rec->owner_ring) + ", but this node's NV log has ring tag " +
         hex_id(mine) + " (a new NV log, or a second process with node " + std::to_string(cfg_.node_id) +
@@ -433,15 +436,11 @@ Status Node::check_run_ring() const {
 
 std::optional<std::vector<std::pair<uint32_t, uint64_t>>> Node::held_on_disk() const {
   if (!env_.disk) return std::vector<std::pair<uint32_t, uint64_t>>{};
-  membership::SharedDisk& disk = env_.data_path_disk ? *env_.data_path_disk : *env_.disk;
   std::vector<std::pair<uint32_t, uint64_t>> held;
   for (const auto& v : cfg_.volumes) {
-    membership::RecordBlock block{};
-    const Status read = disk.read(membership::ownership_record_name(v.id), block);
-    if (read.code() == Code::kNotFound) continue;  // never owned by anyone
-    if (!read.is_ok()) return std::nullopt;
-    auto rec = membership::decode_ownership(block);
-    if (rec && rec->cluster_id == cluster_id_ && rec->owner == cfg_.node_id) held.emplace_back(v.id, rec->epoch);
+    auto rec = read_ownership(v.id);
+    if (!rec) return std::nullopt;
+    if (*rec && (*rec)->owner == cfg_.node_id) held.emplace_back(v.id, (*rec)->epoch);
   }
   return held;
 }

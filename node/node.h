@@ -121,6 +121,9 @@ class Node {
   void set_fatal(const Status& why);
   // Whether the ownership record on the disk still names this node at `epoch` (destage fence).
   bool record_names_us(uint32_t volume, uint64_t epoch) const;
+  // The volume's ownership record of this pair as the data path's disk has it now: nullopt when
+  // it was never written, or is corrupt or of another cluster; an error when it cannot be read.
+  Result<std::optional<membership::OwnershipRecord>> read_ownership(uint32_t volume) const;
   Status check_still_owner_after_mark() const;
   // Rule 8 (docs/membership.md): refuses to start (kDataLoss) while a volume's ownership record
   // names this node with another NV log than the one it has (a new log, or a second process
