@@ -2,6 +2,7 @@
 
 #include "nvcache/log_format.h"
 
+#include <algorithm>
 #include <array>
 
 #include "base/crc32c.h"
@@ -14,11 +15,12 @@ Status RingBytes::read(uint64_t data_pos, std::span<std::byte> out) const {
   return store_->read(kDataOffset + off, out);
 }
 
-Status RingBytes::verify_record(uint64_t record_pos, uint64_t lsn) const {
+Status RingBytes::read_record(uint64_t record_pos, uint64_t lsn, CheckedRecord* out) const {
   auto damaged = [&](const std::string& what) {
     return Status::error(Code::kDataLoss, "NV log record LSN " + std::to_string(lsn) + " at position " +
                                               std::to_string(record_pos) + " is damaged: " + what);
   };
+  out->pos = UINT64_MAX;
   std::array<std::byte, kRecordHeaderBytes> fixed{};
   HAFS_RETURN_IF_ERROR(read(record_pos, fixed));
   auto h = decode_record_header(fixed);
@@ -30,12 +32,28 @@ Status RingBytes::verify_record(uint64_t record_pos, uint64_t lsn) const {
     return damaged("its header names LSN " + std::to_string(h->lsn) + " at position " + std::to_string(h->pos));
   if (record_pos % data_bytes_ + payload_offset(h->key_len) + h->payload_len > data_bytes_)
     return damaged("its length runs past the end of the ring");
-  std::vector<std::byte> bytes(payload_offset(h->key_len) + h->payload_len);
-  HAFS_RETURN_IF_ERROR(read(record_pos, bytes));
-  if (!verify_record_header_crc(std::span(bytes).first(kRecordHeaderBytes + h->key_len)))
+  // One read of the whole record, and the checks on what was read (the header above was only a
+  // guide to the length: it is checked again in the copy).
+  out->payload_at = payload_offset(h->key_len);
+  out->bytes.resize(out->payload_at + h->payload_len);
+  HAFS_RETURN_IF_ERROR(read(record_pos, out->bytes));
+  const std::span<const std::byte> bytes(out->bytes);
+  if (!std::equal(fixed.begin(), fixed.end(), bytes.begin()) ||
+      !verify_record_header_crc(bytes.first(kRecordHeaderBytes + h->key_len)))
     return damaged("header CRC mismatch");
-  if (crc32c(std::span<const std::byte>(bytes).subspan(payload_offset(h->key_len))) != h->payload_crc)
-    return damaged("payload CRC mismatch");
+  if (crc32c(bytes.subspan(out->payload_at)) != h->payload_crc) return damaged("payload CRC mismatch");
+  out->pos = record_pos;
+  out->lsn = lsn;
+  return Status::ok();
+}
+
+Status RingBytes::read_extent(const StagedExtent& e, std::span<std::byte> out, CheckedRecord* record) const {
+  if (record->pos != e.record_pos || record->lsn != e.lsn)
+    HAFS_RETURN_IF_ERROR(read_record(e.record_pos, e.lsn, record));
+  const uint64_t from = e.data_pos - e.record_pos;  // where the piece starts in the record
+  HAFS_CHECK(from >= record->payload_at && from + out.size() <= record->bytes.size(),
+             "staged extent outside its record");
+  std::copy_n(record->bytes.begin() + static_cast<std::ptrdiff_t>(from), out.size(), out.begin());
   return Status::ok();
 }
 
@@ -49,8 +67,9 @@ bool object_gone(const Status& s) { return s.code() == Code::kStale || s.code() 
 Result<DestageResult> destage_objects(const std::vector<ObjectId>& objects, uint64_t max_lsn,
                                       const ExtentLister& list, const RingBytes& ring,
                                       DestageTarget& target, FaultRegistry* faults,
-                                      const Logger& logger) {
+                                      const Logger& logger, const DamageHandler& on_damaged) {
   DestageResult result;
+  CheckedRecord record;
   for (const ObjectId& object : objects) {
     std::vector<StagedExtent> extents = list(object);
     std::erase_if(extents, [&](const StagedExtent& e) { return e.lsn > max_lsn; });
@@ -70,8 +89,11 @@ Result<DestageResult> destage_objects(const std::vector<ObjectId>& objects, uint
       std::vector<std::byte> buf(len);
       uint64_t at = 0;
       for (size_t k = i; k < j; ++k) {
-        HAFS_RETURN_IF_ERROR(
-            ring.read(extents[k].data_pos, std::span(buf.data() + at, extents[k].length)));
+        Status read = ring.read_extent(extents[k], std::span(buf.data() + at, extents[k].length), &record);
+        if (!read.is_ok()) {
+          if (read.code() == Code::kDataLoss && on_damaged) on_damaged(extents[k], read);
+          return read;
+        }
         at += extents[k].length;
         epoch = std::max(epoch, extents[k].epoch);
       }

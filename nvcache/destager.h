@@ -43,15 +43,29 @@ struct DestageResult {
 
 // Reads the ring bytes of staged extents. The ring space of an extent stays valid until the
 // ring is trimmed past its record, which happens only after the extent has left the index.
+// A WRITE record read whole and checked (RingBytes::read_record): header, key and payload.
+struct CheckedRecord {
+  uint64_t pos = UINT64_MAX;  // logical ring position; UINT64_MAX: none read yet
+  uint64_t lsn = 0;
+  std::vector<std::byte> bytes;  // header, key, key padding, payload
+  uint64_t payload_at = 0;       // where the payload starts in `bytes`
+};
+
 class RingBytes {
  public:
   RingBytes(const Store& store, uint64_t data_bytes) : store_(&store), data_bytes_(data_bytes) {}
   Status read(uint64_t data_pos, std::span<std::byte> out) const;
-  // Checks that the WRITE record at logical position `record_pos` is still whole: its header
-  // (with the key) and payload CRCs match and it is the record of `lsn`. A byte that turned bad
-  // in the NV log after the append (a memory or media error) is found here, before the record's
-  // bytes are served to a reader or written to the medium: kDataLoss.
-  Status verify_record(uint64_t record_pos, uint64_t lsn) const;
+  // Reads the WRITE record at logical position `record_pos` whole into `out` and checks that it
+  // is still whole: its header (with the key) and payload CRCs match and it is the record of
+  // `lsn`. A byte that turned bad in the NV log after the append (a memory or media error) is
+  // found here, before the record's bytes are served to a reader or written to the medium:
+  // kDataLoss. A voided record: kStaleEpoch.
+  Status read_record(uint64_t record_pos, uint64_t lsn, CheckedRecord* out) const;
+  // Copies the bytes of staged extent `e` out of its record, read whole and checked by
+  // read_record into `record` (reused when `record` already holds it: extents of one record are
+  // often neighbours). The bytes copied are the bytes checked: a byte that turns bad between a
+  // check and a second read can never slip through.
+  Status read_extent(const StagedExtent& e, std::span<std::byte> out, CheckedRecord* record) const;
 
  private:
   const Store* store_;
@@ -59,12 +73,15 @@ class RingBytes {
 };
 
 // Writes every extent with LSN <= max_lsn of each object in `objects` (as listed by `extents`,
-// coalescing adjacent ones), then syncs them. Stops at the first error, which leaves every
+// coalescing adjacent ones), then syncs them. Every byte written comes from a record checked
+// whole (RingBytes::read_extent); a damaged one is passed to `on_damaged` (if set) and stops the
+// pass with kDataLoss before its object is written. Stops at the first error, which leaves every
 // record staged (nothing is removed from any index here): the caller retries later.
 using ExtentLister = std::function<std::vector<StagedExtent>(const ObjectId&)>;
+using DamageHandler = std::function<void(const StagedExtent&, const Status&)>;
 Result<DestageResult> destage_objects(const std::vector<ObjectId>& objects, uint64_t max_lsn,
                                       const ExtentLister& extents, const RingBytes& ring,
                                       DestageTarget& target, FaultRegistry* faults,
-                                      const Logger& logger);
+                                      const Logger& logger, const DamageHandler& on_damaged = {});
 
 }  // namespace hafs::nvcache

@@ -202,6 +202,25 @@ uint64_t ExtentIndex::drop_volume_below(uint32_t volume_id, uint64_t below_lsn) 
   return volume_extent_count(volume_id);
 }
 
+uint64_t ExtentIndex::drop_volume_epochs_below(uint32_t volume_id, uint64_t epoch) {
+  uint64_t dropped = 0;
+  std::vector<Object*> objects;
+  for (const auto& [k, obj] : objects_)
+    if (obj->id.volume_id == volume_id) objects.push_back(obj.get());
+  for (Object* obj : objects) {
+    for (auto it = obj->extents.begin(); it != obj->extents.end();) {
+      auto next = std::next(it);
+      if (it->e.epoch < epoch) {
+        unlink_and_free(*obj, it);
+        ++dropped;
+      }
+      it = next;
+    }
+    erase_object_if_empty(*obj);
+  }
+  return dropped;
+}
+
 uint64_t ExtentIndex::volume_extent_count(uint32_t volume_id) const {
   uint64_t n = 0;
   for (const auto& [k, obj] : objects_)

@@ -73,6 +73,8 @@ class ExtentIndex {
   void drop_volume(uint32_t volume_id);
   // Drops the volume's extents of records below `below_lsn`; returns how many extents stay.
   uint64_t drop_volume_below(uint32_t volume_id, uint64_t below_lsn);
+  // Drops the volume's extents of records with an epoch below `epoch`; returns how many.
+  uint64_t drop_volume_epochs_below(uint32_t volume_id, uint64_t epoch);
   uint64_t volume_extent_count(uint32_t volume_id) const;
 
   // The oldest live extent's LSN and record position: the ring cannot be trimmed past it.

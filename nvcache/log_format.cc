@@ -26,6 +26,21 @@ void encode_ring_header(const RingHeader& h, std::span<std::byte, kEncodedRingHe
   put_le<uint32_t>(out, ring_off::kCrc, crc32c(out.data(), ring_off::kCrc));
 }
 
+void encode_complete_mark(const CompleteMark& m, std::span<std::byte, kEncodedCompleteMark> out) {
+  put_le<uint64_t>(out, 0, kCompleteMarkMagic);
+  put_le<uint64_t>(out, 8, m.ring_id);
+  put_le<uint64_t>(out, 16, m.lsn);
+  put_le<uint64_t>(out, 24, m.pos);
+  put_le<uint32_t>(out, 32, crc32c(out.data(), 32));
+}
+
+std::optional<CompleteMark> decode_complete_mark(std::span<const std::byte> in) {
+  if (in.size() < kEncodedCompleteMark || get_le<uint64_t>(in, 0) != kCompleteMarkMagic ||
+      get_le<uint32_t>(in, 32) != crc32c(in.data(), 32))
+    return std::nullopt;
+  return CompleteMark{get_le<uint64_t>(in, 8), get_le<uint64_t>(in, 16), get_le<uint64_t>(in, 24)};
+}
+
 Result<RingHeader> decode_ring_header(std::span<const std::byte> in, uint64_t file_bytes) {
   if (in.size() < kEncodedRingHeader)
     return Status::error(Code::kCorruption, "ring header shorter than its encoding");

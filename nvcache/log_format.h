@@ -9,6 +9,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -64,6 +65,26 @@ struct RingHeader {
 void encode_ring_header(const RingHeader& h, std::span<std::byte, kEncodedRingHeader> out);
 // Validates magic, version, CRC and geometry against `file_bytes`; a clear error otherwise.
 Result<RingHeader> decode_ring_header(std::span<const std::byte> in, uint64_t file_bytes);
+
+// ---- complete mark (docs/log-format.md §8a) ------------------------------------------------------
+// Where a node's own log says how far its records were complete, so that recovery can tell a
+// record gone bad among the last ones from a torn tail without the partner's mirror. Two copies,
+// at kCompleteMarkOffset of header slot A and of slot B, written alternately by the Log after the
+// records they cover are persisted and before any of them is acknowledged. A reader takes the
+// valid copy of this ring with the higher LSN.
+inline constexpr uint64_t kCompleteMarkMagic = 0x314D4C4353464148ull;  // "HAFSCLM1" as LE bytes
+inline constexpr uint64_t kCompleteMarkOffset = 3072;  // in each header slot
+inline constexpr size_t kEncodedCompleteMark = 36;     // magic, ring_id, lsn, pos (u64); crc (u32)
+
+// Every record of ring `ring_id` below `lsn` (before logical position `pos`) was complete.
+struct CompleteMark {
+  uint64_t ring_id = 0;
+  uint64_t lsn = 1;
+  uint64_t pos = 0;
+};
+void encode_complete_mark(const CompleteMark& m, std::span<std::byte, kEncodedCompleteMark> out);
+// nullopt when the bytes are not a whole, valid mark (never written, torn, or flipped).
+std::optional<CompleteMark> decode_complete_mark(std::span<const std::byte> in);
 
 // ---- record ---------------------------------------------------------------------------------
 inline constexpr uint32_t kRecordMagic = 0x43455248u;  // "HREC" as LE bytes

@@ -167,6 +167,15 @@ Result<RecoveredRing> scan_ring(const Store& store,
   if (!damage) return damage.status();
   if (marked && !*damage)  // nothing valid after it: the damaged record was the last one
     *damage = RingDamage{out.next_lsn, out.next_pos, out.next_lsn + 1, out.next_pos, out.next_lsn};
+  // Damage among the last records, with no valid record after it: the complete mark says the
+  // records were complete, so they are not a torn tail (log-format.md §8a).
+  if (!*damage) {
+    auto mark = read_complete_mark(store, out.header.ring_id);
+    if (!mark) return mark.status();
+    if (*mark && (*mark)->pos > out.next_pos)
+      *damage = RingDamage{out.next_lsn, out.next_pos, (*mark)->lsn, (*mark)->pos,
+                           (*mark)->lsn - 1, /*from_complete_mark=*/true};
+  }
   if (*damage) {
     out.end = ScanEnd::kDamaged;
     out.end_message = (*damage)->describe() + " (the scan stopped: " + out.end_message + ")";
@@ -182,7 +191,23 @@ Result<RecoveredRing> scan_ring(const Store& store,
 
 namespace hafs::nvcache {
 
+Result<std::optional<CompleteMark>> read_complete_mark(const Store& store, uint64_t ring_id) {
+  std::optional<CompleteMark> newest;
+  for (uint64_t copy = 0; copy < 2; ++copy) {
+    std::array<std::byte, kEncodedCompleteMark> b{};
+    HAFS_RETURN_IF_ERROR(store.read(copy * kHeaderSlotBytes + kCompleteMarkOffset, b));
+    auto m = decode_complete_mark(b);
+    if (m && m->ring_id == ring_id && (!newest || m->lsn > newest->lsn)) newest = m;
+  }
+  return newest;
+}
+
 std::string RingDamage::describe() const {
+  if (from_complete_mark)
+    return "records from LSN " + std::to_string(bad_lsn) + " (position " + std::to_string(bad_pos) +
+           ") to LSN " + std::to_string(last_valid_lsn) + " (before position " +
+           std::to_string(next_valid_pos) +
+           ") were complete (the log's complete mark says so) but do not read back: damaged";
   return "records from LSN " + std::to_string(bad_lsn) + " (position " + std::to_string(bad_pos) +
          ") to LSN " + std::to_string(next_valid_lsn - 1) + " (before position " +
          std::to_string(next_valid_pos) + ") are damaged; valid records follow up to LSN " +

@@ -74,13 +74,17 @@ class LogReader {
 
 // Where a log is damaged: the scan stopped at `bad_lsn` (expected at `bad_pos`), and valid
 // records of the same ring and writer session follow, the first at `next_valid_lsn` /
-// `next_valid_pos`, the highest with `last_valid_lsn`.
+// `next_valid_pos`, the highest with `last_valid_lsn`; or the ring's complete mark says that
+// records up to `last_valid_lsn` (before `next_valid_pos`) were complete.
 struct RingDamage {
   uint64_t bad_lsn = 0;
   uint64_t bad_pos = 0;
   uint64_t next_valid_lsn = 0;
   uint64_t next_valid_pos = 0;
   uint64_t last_valid_lsn = 0;
+  // No valid record follows the bad one: the ring's complete mark says records up to
+  // last_valid_lsn were complete (log-format.md §8a).
+  bool from_complete_mark = false;
   std::string describe() const;
 };
 
@@ -93,6 +97,11 @@ struct RingDamage {
 Result<std::optional<RingDamage>> find_damage(const Store& store, const RingHeader& header,
                                               uint64_t end_lsn, uint64_t end_pos,
                                               uint32_t min_session, uint64_t min_beyond);
+
+// The newest valid complete mark of ring `ring_id` in `store` (log-format.md §8a), or nullopt
+// when neither copy is a valid mark of that ring (a mirror, a ring older than the mark, or both
+// copies bad).
+Result<std::optional<CompleteMark>> read_complete_mark(const Store& store, uint64_t ring_id);
 
 // The whole-ring summary that recovery and Log::open use.
 struct RecoveredRing {

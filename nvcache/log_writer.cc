@@ -27,12 +27,15 @@ Status Log::format(Store& store, uint32_t node_id, uint64_t ring_id, uint32_t fl
   h.ring_id = ring_id;
   h.node_id = node_id;
   h.flags = flags;
-  // Both copies valid from the start; seq 1 (copy B) is the newer one.
+  // Both copies valid from the start; seq 1 (copy B) is the newer one. No complete mark yet
+  // (one of an earlier format names another ring_id anyway).
   for (uint64_t seq = 0; seq < 2; ++seq) {
     h.header_seq = seq;
     std::array<std::byte, kEncodedRingHeader> buf{};
     encode_ring_header(h, buf);
     HAFS_RETURN_IF_ERROR(store.write(seq * kHeaderSlotBytes, buf));
+    const std::array<std::byte, kEncodedCompleteMark> no_mark{};
+    HAFS_RETURN_IF_ERROR(store.write(seq * kHeaderSlotBytes + kCompleteMarkOffset, no_mark));
   }
   return store.persist(0, kDataOffset);
 }
@@ -49,6 +52,7 @@ Log::Log(Store& store, const RecoveredRing& r, LogOptions options)
       head_pos_(r.next_pos),
       trim_{r.header.trim_lsn, r.header.trim_pos},
       complete_{r.next_lsn, r.next_pos},
+      marked_{r.next_lsn, r.next_pos},
       filled_{r.next_lsn, r.next_pos} {}
 
 Result<std::unique_ptr<Log>> Log::open(Store& store, const RecoveredRing& recovered,
@@ -74,6 +78,14 @@ Status write_ring_header(Store& store, const RingHeader& h) {
   const uint64_t off = (h.header_seq % 2) * kHeaderSlotBytes;
   HAFS_RETURN_IF_ERROR(store.write(off, buf));
   return store.persist(off, buf.size());
+}
+
+Status Log::write_complete_mark(TrimPoint to, uint64_t copy) {
+  std::array<std::byte, kEncodedCompleteMark> buf{};
+  encode_complete_mark(CompleteMark{ring_id_, to.lsn, to.pos}, buf);
+  const uint64_t off = (copy % 2) * kHeaderSlotBytes + kCompleteMarkOffset;
+  HAFS_RETURN_IF_ERROR(store_.write(off, buf));
+  return store_.persist(off, buf.size());
 }
 
 Status Log::write_header_locked(const RingHeader& h) {
@@ -286,10 +298,33 @@ Status Log::complete(const Reservation& r) {
     complete_cv_.notify_all();
     space_cv_.notify_all();  // a reservation may wait for the in-flight bound
   }
-  complete_cv_.wait(lock, [&] { return complete_.lsn > r.lsn || !failed_.is_ok() || shutdown_; });
-  if (complete_.lsn > r.lsn) return Status::ok();
-  if (!failed_.is_ok()) return failed_;
-  return Status::error(Code::kAborted, "log shut down");
+  // Acknowledged only once the complete mark covers the record too (log-format.md §8a): then a
+  // recovery that cannot read it back knows it was complete, and reports damage, not a torn
+  // tail. One completer writes the mark for all who wait (group commit); the copies alternate
+  // so that a torn mark write leaves the previous mark in the other copy.
+  for (;;) {
+    complete_cv_.wait(lock, [&] {
+      return (complete_.lsn > r.lsn && !marking_) || marked_.lsn > r.lsn || !failed_.is_ok() ||
+             shutdown_;
+    });
+    if (marked_.lsn > r.lsn) return Status::ok();
+    if (!failed_.is_ok()) return failed_;
+    if (shutdown_) return Status::error(Code::kAborted, "log shut down");
+    marking_ = true;
+    const TrimPoint to = complete_;
+    const uint64_t copy = mark_writes_++;
+    lock.unlock();
+    Status s = write_complete_mark(to, copy);
+    lock.lock();
+    marking_ = false;
+    if (!s.is_ok()) {
+      lock.unlock();
+      fail(s);
+      return s;
+    }
+    marked_ = to;
+    complete_cv_.notify_all();
+  }
 }
 
 void Log::fail(const Status& why) {

@@ -5,9 +5,10 @@
 //             has no room (backpressure: the destager trims and wakes it; never an error).
 //   fill      writes header, key and payload at the reservation.
 //   persist   makes those bytes durable in the local store.
-//   complete  marks the record persisted and indexed by the caller, and waits until every
-//             earlier record is complete too, so that the complete LSN never has holes: a
-//             record is acknowledged only when recovery is sure to find it.
+//   complete  marks the record persisted and indexed by the caller, waits until every
+//             earlier record is complete too, so that the complete LSN never has holes, and
+//             until the ring's complete mark covers it: a record is acknowledged only when
+//             recovery is sure to find it, or to report it damaged.
 // A mirror (interconnect) ships the reserved byte range between fill and complete.
 //
 // A failed fill or persist makes the log fail: every later append gets the same error, because a
@@ -132,6 +133,7 @@ class Log {
   Log(Store& store, const RecoveredRing& r, LogOptions options);
   Status write_header_locked(const RingHeader& h);  // requires header_mu_
   Status write_pad(uint64_t lsn, uint64_t pos, uint64_t span);
+  Status write_complete_mark(TrimPoint to, uint64_t copy);  // persisted; copy % 2 picks the slot
 
   Store& store_;
   const LogOptions options_;
@@ -152,6 +154,9 @@ class Log {
   uint64_t head_pos_;            // GUARDED_BY(mu_)
   TrimPoint trim_;               // GUARDED_BY(mu_)
   TrimPoint complete_;           // GUARDED_BY(mu_)
+  TrimPoint marked_;             // GUARDED_BY(mu_): what the persisted complete mark says
+  bool marking_ = false;         // GUARDED_BY(mu_): a completer is writing the mark
+  uint64_t mark_writes_ = 0;     // GUARDED_BY(mu_): picks the copy of the next mark write
   std::map<uint64_t, uint64_t> done_;  // GUARDED_BY(mu_): completed LSN -> its end pos, above complete_
   TrimPoint filled_;             // GUARDED_BY(mu_): every record before it is filled
   std::map<uint64_t, uint64_t> filled_above_;  // GUARDED_BY(mu_): like done_, for filled_

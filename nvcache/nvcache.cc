@@ -178,12 +178,15 @@ Result<StagedData> NvCache::snapshot(const ObjectId& object, uint64_t offset, ui
   std::shared_lock lock(index_mu_);  // the ring bytes of listed extents stay until they leave
   if (staged_end) *staged_end = index_.staged_end(object);
   const std::vector<StagedExtent> extents = index_.lookup(object, offset, length);
-  // A reader never gets bytes of a damaged record (RingBytes::verify_record): EIO, and the node
+  // A reader never gets bytes of a damaged record (RingBytes::read_extent): EIO, and the node
   // stops (on_damage) so that the partner serves the volume from its mirror's good copy.
-  HAFS_RETURN_IF_ERROR(verify_records(extents));
+  CheckedRecord record;
   for (const StagedExtent& e : extents) {
     StagedPiece piece{e.file_offset, std::vector<std::byte>(e.length)};
-    HAFS_RETURN_IF_ERROR(ring_bytes_.read(e.data_pos, piece.data));
+    if (Status s = ring_bytes_.read_extent(e, piece.data, &record); !s.is_ok()) {
+      if (s.code() == Code::kDataLoss) report_damage(e.record_pos, e.lsn, s);
+      return s;
+    }
     out.push_back(std::move(piece));
   }
   return out;
@@ -229,20 +232,12 @@ Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64
     std::shared_lock lock(index_mu_);
     return index_.extents_of(o);
   };
-  // Nothing damaged goes to the medium: every record is checked first.
-  for (const ObjectId& o : objects) {
-    std::vector<StagedExtent> extents = lister(o);
-    std::erase_if(extents, [&](const StagedExtent& e) { return e.lsn > max_lsn; });
-    if (Status s = verify_records(extents); !s.is_ok()) {
-      destage_errors_.fetch_add(1, std::memory_order_relaxed);
-      std::lock_guard lock(error_mu_);
-      last_destage_error_ = s.to_string();
-      return s;
-    }
-  }
+  // Nothing damaged goes to the medium: every byte written comes from a record checked whole.
   const auto started = std::chrono::steady_clock::now();
   auto result = destage_objects(objects, max_lsn, lister, ring_bytes_, target_, options_.faults,
-                                options_.logger);
+                                options_.logger, [this](const StagedExtent& e, const Status& why) {
+                                  report_damage(e.record_pos, e.lsn, why);
+                                });
   const auto took = std::chrono::steady_clock::now() - started;
   destage_passes_.fetch_add(1, std::memory_order_relaxed);
   if (!result) {
@@ -265,19 +260,6 @@ Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64
   }
   HAFS_RETURN_IF_ERROR(trim_locked());
   return result->written.size() + result->gone.size();
-}
-
-Status NvCache::verify_records(const std::vector<StagedExtent>& extents) const {
-  uint64_t checked_pos = UINT64_MAX;  // extents of one record are often neighbours
-  for (const StagedExtent& e : extents) {
-    if (e.record_pos == checked_pos) continue;
-    if (Status s = ring_bytes_.verify_record(e.record_pos, e.lsn); !s.is_ok()) {
-      if (s.code() == Code::kDataLoss) report_damage(e.record_pos, e.lsn, s);
-      return s;
-    }
-    checked_pos = e.record_pos;
-  }
-  return Status::ok();
 }
 
 void NvCache::report_damage(uint64_t pos, uint64_t lsn, const Status& why) const {
@@ -339,6 +321,17 @@ void NvCache::supersede(uint32_t volume_id, uint64_t epoch) {
     any_superseded_.store(true, std::memory_order_release);
   }
   wake_destager();
+}
+
+uint64_t NvCache::drop_earlier_run(uint32_t volume_id, uint64_t run_epoch) {
+  uint64_t dropped;
+  {
+    std::unique_lock lock(index_mu_);
+    dropped = index_.drop_volume_epochs_below(volume_id, run_epoch);
+  }
+  index_room_cv_.notify_all();
+  supersede(volume_id, run_epoch);
+  return dropped;
 }
 
 bool NvCache::superseded(uint32_t volume_id, uint64_t epoch) const {

@@ -142,6 +142,12 @@ class NvCache {
   // voids them in the ring (RecordType::kVoid) so that no resync ships them to the partner,
   // whose mirror refuses them (MirrorReceiver::set_held_epochs). Never waits for a destage.
   void supersede(uint32_t volume_id, uint64_t epoch);
+  // This node takes `volume_id` (back) for a run that starts at `run_epoch`: its records of the
+  // volume at older epochs are of an earlier run the partner took over and replayed, and are
+  // never destaged (membership.md, rule 9). Drops them from the index at once and has the
+  // destager void them in the ring (as supersede does), so that a restart does not bring them
+  // back. Returns how many staged extents were dropped.
+  uint64_t drop_earlier_run(uint32_t volume_id, uint64_t run_epoch);
 
   NvCacheStats stats() const;
   // Latency of write() from entry to its return, for acknowledged writes (errors are not
@@ -163,8 +169,6 @@ class NvCache {
   // destage_mu_. Returns how many objects it destaged.
   Result<size_t> destage_pass(const std::optional<ObjectId>& only, uint64_t upto_lsn = UINT64_MAX);
   Status trim_locked();  // requires destage_mu_
-  // Checks the records of `extents` (RingBytes::verify_record); reports the first damaged one.
-  Status verify_records(const std::vector<StagedExtent>& extents) const;
   // Marks the record damaged in the ring (Log::mark_damaged) and tells options_.on_damage, once.
   // Must not block: readers may hold index_mu_.
   void report_damage(uint64_t pos, uint64_t lsn, const Status& why) const;

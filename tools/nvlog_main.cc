@@ -143,6 +143,11 @@ int main(int argc, char** argv) {
                 h->ring_id, h->node_id, h->session, h->data_bytes, h->trim_lsn, h->trim_pos,
                 (h->flags & kRingFlagMirror) ? " (mirror)" : "");
     if (!header_report.empty()) std::printf("warning: %s\n", header_report.c_str());
+    auto mark = read_complete_mark(**store, h->ring_id);
+    if (!mark) return fail(mark.status());
+    if (*mark)
+      std::printf("complete mark: records below LSN %" PRIu64 " (position %" PRIu64 ") were complete\n",
+                  (*mark)->lsn, (*mark)->pos);
     auto rec = scan_ring(**store, [&](const RecordView& v) {
       if (records)
         std::printf("LSN %" PRIu64 " pos %" PRIu64 " volume %u epoch %" PRIu64 " offset %" PRIu64

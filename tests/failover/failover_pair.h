@@ -702,6 +702,20 @@ inline const char* field_name(RecordField f) {
 // last) of the valid records of the ring in `path`, in the given field: what a bad DIMM or a
 // stray write does to a log at rest. Returns what it did, or "" when the ring has no WRITE
 // record (nothing was changed). The file's owner must not be running.
+// Zeroes both copies of a ring's complete mark (log-format.md §8a): a ring as a build before
+// the mark wrote it, for which only the partner's mirror tells damage among its last records.
+inline bool erase_complete_mark(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  const std::array<char, 36> zeros{};
+  bool ok = true;
+  for (off_t slot : {off_t{0}, off_t{4096}})
+    ok = ok && ::pwrite(fd, zeros.data(), zeros.size(), slot + 3072) == static_cast<ssize_t>(zeros.size());
+  ok = ok && ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
 inline std::string flip_record_byte(const std::string& path, RecordField field, double where = 0.5) {
   std::vector<RingRecord> writes;
   for (const auto& r : ring_records(path))

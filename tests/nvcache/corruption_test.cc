@@ -13,6 +13,7 @@
 #include "nvcache/log_writer.h"
 #include "nvcache/nvcache.h"
 #include "tests/nvcache/mem_target.h"
+#include "tests/nvcache/ring_edit.h"
 
 namespace hafs::nvcache {
 namespace {
@@ -65,6 +66,10 @@ class CorruptionTest : public ::testing::Test {
         ASSERT_EQ(*lsn, static_cast<uint64_t>(i + 1));
       }
     }
+    // As if all kRecords (fewer than kMaxRecordsInFlight) were still in flight at the crash:
+    // these tests check how each kind of bad record ends a scan. Once the complete mark covers
+    // a record, the same bytes are damage (DamageTest).
+    testing::rewind_complete_mark(store_, 1, 0);
     auto rec = scan_ring(store_, [&](const RecordView& v) { headers_.push_back(v.header); });
     ASSERT_TRUE(rec.is_ok());
     ASSERT_EQ(headers_.size(), static_cast<size_t>(kRecords));

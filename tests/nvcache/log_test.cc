@@ -7,6 +7,7 @@
 #include "nvcache/log_reader.h"
 #include "nvcache/log_writer.h"
 #include "tests/nvcache/mem_target.h"
+#include "tests/nvcache/ring_edit.h"
 
 namespace hafs::nvcache {
 namespace {
@@ -158,7 +159,9 @@ TEST(LogTest, StaleRecordAtTheTrimPointOfANewSessionIsNotResurrected) {
     pos2 = r2->pos;
     ASSERT_TRUE(log->append(spec_for(payload)).is_ok());  // LSN 3: persisted, "never acked"
   }
-  // The crash tore record 2; record 3 of session 1 survives behind it.
+  // The crash tore record 2 (so its complete mark never passed it); record 3 of session 1
+  // survives behind it.
+  testing::rewind_complete_mark(store, 2, pos2);
   store.bytes()[kDataOffset + pos2 + 200] ^= std::byte{0xff};
   auto rec = scan_ring(store, [](const RecordView&) {});
   ASSERT_TRUE(rec.is_ok());
@@ -179,6 +182,33 @@ TEST(LogTest, StaleRecordAtTheTrimPointOfANewSessionIsNotResurrected) {
   EXPECT_EQ(records, 0u) << again->end_message;
   EXPECT_EQ(again->end, ScanEnd::kClean);
   EXPECT_EQ(again->next_lsn, 3u);
+}
+
+// A record is acknowledged (complete returns) only once the ring's complete mark covers it, so
+// that recovery can tell it from a torn tail (log-format.md §8a); concurrent completers share
+// one mark write.
+TEST(LogTest, EveryAcknowledgedRecordIsCoveredByTheCompleteMark) {
+  MemStore store(kRing);
+  auto log = fresh_log(store);
+  std::vector<std::byte> payload(100, std::byte{7});
+  for (int i = 0; i < 5; ++i) {
+    auto r = log->append(spec_for(payload));
+    ASSERT_TRUE(r.is_ok());
+    auto mark = read_complete_mark(store, log->ring_id());
+    ASSERT_TRUE(mark.is_ok() && mark->has_value());
+    EXPECT_EQ((*mark)->lsn, r->lsn + 1);
+    EXPECT_EQ((*mark)->pos, r->end_pos());
+  }
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 4; ++t)
+    writers.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) ASSERT_TRUE(log->append(spec_for(payload)).is_ok());
+    });
+  for (auto& w : writers) w.join();
+  auto mark = read_complete_mark(store, log->ring_id());
+  ASSERT_TRUE(mark.is_ok() && mark->has_value());
+  EXPECT_EQ((*mark)->lsn, log->complete_point().lsn);
+  EXPECT_EQ((*mark)->pos, log->complete_point().pos);
 }
 
 TEST(LogTest, RecordTooLargeForTheRingIsAClearError) {

@@ -579,7 +579,10 @@ void PairSim::kill(uint32_t id) {
 bool PairSim::restart(uint32_t id) {
   SimNode& n = *nodes_[id - 1];
   n.down_until = now_step_;
-  if (!start_node(n)) return false;
+  if (!start_node(n)) {
+    n.down_until = UINT64_MAX;  // a script decides when to try again
+    return false;
+  }
   settle_needed_ = true;
   return true;
 }

@@ -92,7 +92,8 @@ class PairSim {
   void pause(uint32_t node, uint32_t ms, bool clock_stops);
   void resume(uint32_t node);    // ends a pause now (between steps: before the node's next tick)
   void kill(uint32_t node);      // kill -9; stays down until restart()
-  bool restart(uint32_t node);   // false: the start was refused (its reason is kept for the check)
+  bool restart(uint32_t node);   // false: the start was refused (its reason is kept for the
+                                 // check); the node then stays down until restart() again
   // Flips a payload byte of the record `from_end` records before the end of `node`'s NV log (or
   // of its mirror of the partner's). False when there is no such record.
   bool flip_record(uint32_t node, bool mirror, uint32_t from_end);
