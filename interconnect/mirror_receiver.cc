@@ -107,9 +107,11 @@ void MirrorReceiver::stop() {
 
 void MirrorReceiver::set_min_epoch(uint64_t epoch) { min_epoch_.store(epoch); }
 
-void MirrorReceiver::set_held_epochs(std::vector<std::pair<uint32_t, uint64_t>> held) {
+void MirrorReceiver::set_held_epochs(std::vector<std::pair<uint32_t, uint64_t>> held,
+                                     std::vector<uint32_t> partner_rings) {
   std::lock_guard lock(held_mu_);
   held_ = std::move(held);
+  partner_rings_ = std::move(partner_rings);
   held_known_ = true;
 }
 
@@ -354,11 +356,31 @@ bool MirrorReceiver::on_auth(Session& s, const Auth& a) {
                                              std::to_string(std::max(seen_epoch, min_epoch_.load())));
     return false;
   }
+  uint64_t mirror_ring;
+  {
+    std::lock_guard lock(mu_);
+    mirror_ring = stats_.ring_id;
+  }
   {
     std::lock_guard lock(held_mu_);
     if (options_.wait_for_held_epochs && !held_known_) {
       refuse(s, RefuseReason::kBusy, "node " + std::to_string(options_.node_id) +
                                          " is starting: it has not read which volumes it holds yet");
+      return false;
+    }
+    // Rule 8 (membership.md): a run of the partner is staged in the ring this mirror holds, and
+    // this is another ring of the partner's id. Starting over would erase the run's only other
+    // copy; the process that has it is the one to talk to.
+    const uint32_t held_tag = nvcache::ring_tag(mirror_ring);
+    if (mirror_ring != 0 && a.ring_id != mirror_ring &&
+        std::find(partner_rings_.begin(), partner_rings_.end(), held_tag) != partner_rings_.end()) {
+      char tags[80];
+      std::snprintf(tags, sizeof tags, "ring tag %08x", held_tag);
+      refuse(s, RefuseReason::kBusy,
+             "this mirror holds node " + std::to_string(a.node_id) + "'s NV log of " + tags +
+                 ", in which a run of its volumes is staged (their ownership records say so); a process "
+                 "with another NV log cannot replace it (a second process with node " +
+                 std::to_string(a.node_id) + "'s identity?)");
       return false;
     }
   }

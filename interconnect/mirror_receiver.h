@@ -84,7 +84,12 @@ class MirrorReceiver {
   // it must not be acknowledged. Epochs are per volume: the pair-wide minimum above cannot tell
   // (a partner that saw a newer epoch of another volume passes it). With wait_for_held_epochs,
   // every AUTH is refused as busy until the first call.
-  void set_held_epochs(std::vector<std::pair<uint32_t, uint64_t>> held);
+  // `partner_rings`: the ring tags the partner's current runs are staged in (owner_ring of the
+  // ownership records naming the partner). While the mirror holds one of those rings, an AUTH
+  // of another ring is refused as busy: the mirror would start over and lose the only other copy
+  // of that run (membership.md rule 8: a second process with the partner's identity).
+  void set_held_epochs(std::vector<std::pair<uint32_t, uint64_t>> held,
+                       std::vector<uint32_t> partner_rings);
   // Stops the mirror from changing (a takeover replays it, invariant I8): drops the partner's
   // connection, so that its region is unregistered and no RMA, COMMIT or TRIM can land, and
   // refuses every connection until thaw(). Returns once the progress thread has done so, or
@@ -120,6 +125,7 @@ class MirrorReceiver {
   std::mutex held_mu_;
   std::vector<std::pair<uint32_t, uint64_t>> held_;  // GUARDED_BY(held_mu_): set_held_epochs
   bool held_known_ = false;                           // GUARDED_BY(held_mu_)
+  std::vector<uint32_t> partner_rings_;               // GUARDED_BY(held_mu_): set_held_epochs
   // Progress thread only: the next record header of the partner's ring in the mirror not yet
   // checked by walk_committed (records follow each other from a trim point; a COMMIT may end
   // inside a record, whose header is then checked with the COMMIT that completes it).

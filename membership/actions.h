@@ -40,6 +40,12 @@ struct TakeoverPlan {
   uint64_t replay_epoch = 0;
   // An operator accepted the loss: a damaged mirror is applied up to the damage.
   bool accept_damage = false;
+  // This node's own staged records of the volume go to the medium after the replay, those of
+  // epochs from here on only (its current run, OwnershipRecord::run_epoch). Older ones are of an
+  // earlier run of this node that the partner took over and replayed: applying them after the
+  // partner's records would roll back what it served since (rule 9). A restart brings them back
+  // from the NV log, so the in-memory discard of rule 4 does not cover this.
+  uint64_t own_from_epoch = 0;
 };
 
 // Called on the thread that calls Monitor::tick, from inside tick. An implementation must not

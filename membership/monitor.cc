@@ -125,7 +125,10 @@ void Monitor::tick(const Observation& obs) {
   }
   drain_requests();
   beat_and_watch_partner();
-  for (auto& v : vols_) step_volume(v);
+  for (auto& v : vols_) {
+    if (!identity_conflict_.empty()) break;  // read_record found a run of our id in another log
+    step_volume(v);
+  }
   now_ = clock_.now();
   step_node_state(obs);
   if (state_ == NodeState::kGiveback) step_giveback();
@@ -281,6 +284,16 @@ void Monitor::beat_and_watch_partner() {
 // incarnation that changes between two reads is a second process with our identity (a node
 // started twice, or two machines configured alike): it and we would claim the same volumes and
 // interleave two logs. Both stop acting; we report it and the composition root stops the node.
+void Monitor::stop_for_identity(std::string why) {
+  identity_conflict_ = std::move(why);
+  log_.error("%s", identity_conflict_.c_str());
+  for (auto& v : vols_) {
+    if (holds(v)) self_fence(v, "a second process has this node's identity");
+    else if (v.state == VolumeState::kClaiming)
+      set_volume_state(v, VolumeState::kFenced, "a second process has this node's identity");
+  }
+}
+
 bool Monitor::check_identity() {
   RecordBlock own{};
   if (!disk_.read(heartbeat_record_name(config_.node_id), own).is_ok()) return true;
@@ -288,15 +301,9 @@ bool Monitor::check_identity() {
   if (!hb.is_ok() || hb->node_id != config_.node_id || hb->incarnation == config_.incarnation)
     return true;
   if (own_hb_known_ && own != own_hb_foreign_) {
-    identity_conflict_ = "another process beats as node " + std::to_string(config_.node_id) +
-                         " (incarnation " + std::to_string(hb->incarnation) + ", ours " +
-                         std::to_string(config_.incarnation) + "): this node stops";
-    log_.error("%s", identity_conflict_.c_str());
-    for (auto& v : vols_) {
-      if (holds(v)) self_fence(v, "a second process has this node's identity");
-      else if (v.state == VolumeState::kClaiming)
-        set_volume_state(v, VolumeState::kFenced, "a second process has this node's identity");
-    }
+    stop_for_identity("another process beats as node " + std::to_string(config_.node_id) +
+                      " (incarnation " + std::to_string(hb->incarnation) + ", ours " +
+                      std::to_string(config_.incarnation) + "): this node stops");
     return false;
   }
   own_hb_known_ = true;
@@ -480,10 +487,12 @@ void Monitor::publish() {
       view.owner = config_.node_id;
       view.epoch = v.epoch;
       view.lease_valid_until = v.lease_valid_until;
+      view.owner_ring = ring_tag_;
     } else if (v.have_last) {
       view.owner = v.last.owner;
       view.epoch = v.last.epoch;
       view.owner_replay_pending = v.last.replay_pending();
+      view.owner_ring = v.last.owner_ring;
     }
     s.volumes.push_back(view);
   }

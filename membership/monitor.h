@@ -74,6 +74,10 @@ struct MonitorConfig {
   uint64_t incarnation = 0;           // random, drawn by the caller at each process start
   uint64_t cluster_id = 0;            // the pair's id: records of another cluster are refused
   uint32_t ring_tag = 0;              // nvcache::ring_tag of this node's NV log (OwnershipRecord::owner_ring)
+  // Rule 8 while running: a valid record naming this node with another (non-zero) owner_ring is
+  // a run staged in another NV log, so a second process with this node's identity: this node
+  // stops (identity_conflict). True only when an operator started it with --accept-loss.
+  bool adopt_foreign_runs = false;
 
   uint32_t lease_ms = 2000;     // a holder's lease: renewals keep it; it fences without one
   uint32_t margin_ms = 250;     // holder: lease ends lease - margin after a renewal began;
@@ -105,6 +109,9 @@ struct VolumeView {
   // Owned by the partner, whose record says its replay of this node's records is still pending
   // (they must stay as they are, in this node's log and so in the partner's mirror: rule 4).
   bool owner_replay_pending = false;
+  // The ring tag of the NV log the owner's run is staged in (OwnershipRecord::owner_ring; 0:
+  // unknown, or nothing staged). The mirror keeps the partner's ring while a run is staged in it.
+  uint32_t owner_ring = 0;
   // Why this node does not take the volume over although the rules would let it (an outdated
   // partner mirror, damage), or keeps records of it; empty otherwise.
   std::string blocked;
@@ -213,6 +220,7 @@ class Monitor {
     bool planned = false;          // received by a planned hand-over: no automatic giveback
     ReplayFields replay;           // of the record we hold or claim (written with it)
     uint64_t run_epoch = 0;        // since when we hold it without interruption (OwnershipRecord)
+    uint64_t own_from_epoch = 0;   // our staged records below it are stale (TakeoverPlan); 0: none
     bool accept_loss = false;      // an operator allows a takeover from an outdated mirror
     std::string blocked;           // why we do not take it over this tick (status); empty: nothing
     bool blocked_logged = false;   // the outdated-mirror refusal was logged (once per episode)
@@ -281,6 +289,10 @@ class Monitor {
   bool needs_frozen_mirror(const Vol& v) const;
   void thaw_mirror_if_unneeded();
   bool check_identity();
+  uint64_t run_epoch_after(const OwnershipRecord* base, uint64_t epoch) const;
+  // Another process has our identity: fence everything, decide and write nothing more (rule 5;
+  // rule 8 while running). The composition root stops the node (MonitorStatus::identity_conflict).
+  void stop_for_identity(std::string why);
   void write_handover(Vol& v);
   bool renew(Vol& v);
   void try_take_over(Vol& v);

@@ -85,6 +85,20 @@ Monitor::Read Monitor::read_record(Vol& v) {
     r.kind = ReadKind::kCorrupt;
     return r;
   }
+  // Rule 8 while running (membership.md): a run of our id staged in another NV log is a second
+  // process with our identity that got past the heartbeat watch (both started before either
+  // beat). Continuing it from our log would serve the medium without that run's staged writes.
+  if (rec->owner == config_.node_id && rec->owner_ring != 0 && ring_tag_ != 0 &&
+      rec->owner_ring != ring_tag_ && (rec->flags & kOwnFlagHandover) == 0 && !config_.adopt_foreign_runs) {
+    char tags[64];
+    std::snprintf(tags, sizeof tags, "%08x, and this process's NV log is %08x", rec->owner_ring, ring_tag_);
+    stop_for_identity("volume " + std::to_string(v.id) + "'s ownership record names node " +
+                      std::to_string(config_.node_id) + " at epoch " + std::to_string(rec->epoch) +
+                      " with an NV log of ring tag " + tags +
+                      ": another process with this node's identity staged that run; this node stops");
+    r.kind = ReadKind::kError;
+    return r;
+  }
   v.tore_at = Millis(0);
   r.kind = ReadKind::kValid;
   r.rec = *rec;
@@ -195,6 +209,7 @@ void Monitor::try_take_over(Vol& v) {
   if (!v.replayed) {
     publish();  // the replay's destage batches check may_destage(), which reads the snapshot
     TakeoverPlan plan;
+    plan.own_from_epoch = v.own_from_epoch;
     if (v.replay.pending) {
       plan.replay_node = v.replay.node;
       plan.replay_epoch = v.replay.epoch;
@@ -296,6 +311,20 @@ Monitor::ReplayFields Monitor::replay_after(const OwnershipRecord* base) const {
   return f;
 }
 
+// Where our run starts with a claim at `epoch` over `base` (rule 9, membership.md). Over our own
+// record the run goes on. Over the partner's, a new run starts, unless the partner's run began by
+// taking over ours and its replay of it is still pending: it never served, so our earlier run
+// goes on, and our records of it are the only copies. Our records of epochs before the run are
+// never destaged (TakeoverPlan::own_from_epoch): the partner replayed them and may have served
+// newer bytes since.
+uint64_t Monitor::run_epoch_after(const OwnershipRecord* base, uint64_t epoch) const {
+  if (!base) return epoch;
+  if (base->owner == config_.node_id) return base->run_epoch;
+  if (base->owner == config_.partner_id && base->replay_node == config_.node_id && base->replay_pending())
+    return base->replay_from_epoch;
+  return epoch;
+}
+
 Status Monitor::check_mark_after_claim() {
   auto mark = read_mirror_mark(disk_, config_.partner_id);
   if (!mark) return mark.status().with_context("reading the partner's outdated-mirror mark");
@@ -351,7 +380,10 @@ void Monitor::start_claim(Vol& v, const Read& r, uint64_t epoch, const char* why
   const OwnershipRecord* base = r.kind == ReadKind::kValid ? &r.rec : (v.have_last ? &v.last : nullptr);
   if (!prepare_claim(v, base)) return;
   // Over our own record our run goes on (nobody held it in between); otherwise one starts.
-  v.run_epoch = base && base->owner == config_.node_id ? base->run_epoch : epoch;
+  v.run_epoch = run_epoch_after(base, epoch);
+  // Only after a record of this pair's: over a missing record (a membership directory made anew)
+  // nothing says which of our records are stale, so all go, as before rule 9.
+  v.own_from_epoch = base && (base->owner == config_.node_id || base->owner == config_.partner_id) ? v.run_epoch : 0;
   v.epoch = epoch;
   v.claim_has_base = r.kind == ReadKind::kValid;
   if (v.claim_has_base) v.claim_base = r.rec;
@@ -436,8 +468,13 @@ void Monitor::write_handover(Vol& v) {
   OwnershipRecord rec = own_record(v, 0);
   rec.owner = config_.partner_id;
   rec.epoch = v.epoch + 1;
-  rec.run_epoch = rec.epoch;  // everything of ours is on the medium: the partner's run starts
+  // Everything of ours is on the medium: the partner's run starts now. Unless this hands back a
+  // takeover whose replay never ran (a mirror marked outdated or damaged): then the partner's
+  // run goes on from its old start, and its own records of it are the only copies (rule 9).
+  const bool replay_never_ran = v.replay.pending && v.replay.node == config_.partner_id;
+  rec.run_epoch = replay_never_ran ? v.replay.from_epoch : rec.epoch;
   rec.flags = kOwnFlagHandover;
+  rec.owner_ring = 0;  // nothing of the new run is staged anywhere yet (and our tag is not its log's)
   if (Status s = write_record(v, rec); !s.is_ok()) {
     log_.warn("volume %u: hand-over write failed (attempt %u): %s", v.id, v.handover_attempts,
               s.to_string().c_str());
@@ -485,7 +522,8 @@ void Monitor::accept_handover(Vol& v, const Read& r) {
   v.replay = replay_after(&r.rec);  // the giver's history; it replayed before serving
   v.replay.pending = false;
   v.epoch = r.rec.epoch;
-  v.run_epoch = r.rec.run_epoch;  // the giver wrote it: our run starts at the handover
+  v.run_epoch = r.rec.run_epoch;  // the giver wrote it: our run starts at the handover (or goes on)
+  v.own_from_epoch = v.run_epoch;
   v.renew_counter = r.rec.renew_counter;
   v.replayed = false;
   // The giver wrote the record for us and never writes it again; our first renewal starts

@@ -188,7 +188,7 @@ Status Node::start_mirroring() {
   receiver_ = std::move(*r);
   // Before the first tick: a restarted node refuses its partner's records of a volume it took
   // over from the first connection on (MirrorReceiver::set_held_epochs).
-  if (auto held = held_on_disk()) receiver_->set_held_epochs(std::move(*held));
+  if (auto h = holders_on_disk()) receiver_->set_held_epochs(std::move(h->held), std::move(h->partner_rings));
 
   interconnect::MirrorSenderOptions so;
   so.logger = log_.child("mirror-out");
@@ -291,6 +291,7 @@ Status Node::start_membership() {
   mcfg.incarnation = random_id();
   mcfg.cluster_id = cluster_id_;
   mcfg.ring_tag = nvcache::ring_tag(cache_->log().ring_id());
+  mcfg.adopt_foreign_runs = env_.accept_loss;  // rule 8: check_run_ring let such a run through
   mcfg.lease_ms = mc.lease_ms;
   mcfg.margin_ms = mc.margin_ms;
   mcfg.settle_ms = mc.settle_ms;
@@ -356,14 +357,16 @@ void Node::tick(const membership::Observation& obs) {
   });
   if (all_read) {
     std::vector<std::pair<uint32_t, uint64_t>> held;
+    std::vector<uint32_t> partner_rings;
     for (const auto& v : status.volumes) {
+      if (v.owner == cfg_.interconnect.partner_node_id && v.owner_ring != 0) partner_rings.push_back(v.owner_ring);
       if (v.owner == cfg_.node_id) held.emplace_back(v.id, v.epoch);
       // Not while the partner's replay of this node's records is pending: a voided record would
       // reach the partner's mirror with the next resync, before that replay read it (rule 4).
       else if (v.owner != membership::kNoNode && !v.owner_replay_pending && cache_)
         cache_->supersede(v.id, v.epoch);
     }
-    if (receiver_) receiver_->set_held_epochs(std::move(held));
+    if (receiver_) receiver_->set_held_epochs(std::move(held), std::move(partner_rings));
   }
   if (!status.identity_conflict.empty())
     set_fatal(Status::error(Code::kBusy, status.identity_conflict));
@@ -434,15 +437,18 @@ Status Node::check_run_ring() const {
   return Status::ok();
 }
 
-std::optional<std::vector<std::pair<uint32_t, uint64_t>>> Node::held_on_disk() const {
-  if (!env_.disk) return std::vector<std::pair<uint32_t, uint64_t>>{};
-  std::vector<std::pair<uint32_t, uint64_t>> held;
+std::optional<Node::Holders> Node::holders_on_disk() const {
+  Holders out;
+  if (!env_.disk) return out;
   for (const auto& v : cfg_.volumes) {
     auto rec = read_ownership(v.id);
     if (!rec) return std::nullopt;
-    if (*rec && (*rec)->owner == cfg_.node_id) held.emplace_back(v.id, (*rec)->epoch);
+    if (!*rec) continue;
+    if ((*rec)->owner == cfg_.node_id) out.held.emplace_back(v.id, (*rec)->epoch);
+    if ((*rec)->owner == cfg_.interconnect.partner_node_id && (*rec)->owner_ring != 0)
+      out.partner_rings.push_back((*rec)->owner_ring);
   }
-  return held;
+  return out;
 }
 
 Status Node::fatal() const {

@@ -132,7 +132,14 @@ class Node {
   Status check_run_ring() const;
   // The volumes whose ownership record on the disk names this node, with their epochs; nullopt
   // when a record cannot be read (the first tick tells the receiver then).
-  std::optional<std::vector<std::pair<uint32_t, uint64_t>>> held_on_disk() const;
+  // What the mirror receiver needs from the ownership records before it accepts its partner
+  // (MirrorReceiver::set_held_epochs): the volumes this node holds, with their epochs, and the
+  // ring tags the partner's runs are staged in. nullopt when a record cannot be read.
+  struct Holders {
+    std::vector<std::pair<uint32_t, uint64_t>> held;
+    std::vector<uint32_t> partner_rings;
+  };
+  std::optional<Holders> holders_on_disk() const;
 
   const tools::HafsdConfig cfg_;
   const NodeEnv env_;

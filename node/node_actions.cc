@@ -169,7 +169,16 @@ Status NodeActions::take_over_now(fs::Volume* v, uint64_t epoch, const membershi
     replay_ms = ms_since(start);
     if (faults_) HAFS_RETURN_IF_ERROR(faults_->hit(FaultSite::kTakeoverMidReplay).with_context("takeover of " + v->name()));
   }
-  // Our own staged records of it (a restart, a re-claim after a self-fence) go too.
+  // Our own staged records of it (a restart, a re-claim after a self-fence) go too: those of our
+  // current run. Older ones are of an earlier run of ours that the partner took over, replayed
+  // and served after: applied now, they would roll back its writes (membership.md, rule 9). A
+  // restart re-reads them from the NV log unless they were voided already.
+  if (plan.own_from_epoch > 0) {
+    if (uint64_t dropped = cache_->drop_earlier_run(id, plan.own_from_epoch))
+      log_.warn("volume %s: dropped %llu staged extents of epochs before %llu (an earlier run of this node, "
+                "which the partner took over and replayed)", v->name().c_str(),
+                static_cast<unsigned long long>(dropped), static_cast<unsigned long long>(plan.own_from_epoch));
+  }
   const auto destage_start = Clock::now();
   cache_->resume_volume(id);
   HAFS_RETURN_IF_ERROR(cache_->flush_all().with_context("destage before serving " + v->name()));

@@ -323,6 +323,45 @@ TEST_F(LoopbackProtocolTest, WrongKeyIsRefusedAndTheMirrorIsUntouched) {
   EXPECT_TRUE(mirror_->bytes() == before) << "a refused sender changed the mirror store";
 }
 
+// Membership rule 8: while an ownership record says a run of the partner's volumes is staged in
+// the ring this mirror holds, a sender with another ring of the partner's id (a second process
+// with its identity, another machine's NV log) is refused: starting the mirror over would erase
+// the run's only other copy (whole-pair simulator, seed 14686284917154837223). Once no record
+// names that ring any more, the new ring is accepted.
+TEST_F(LoopbackProtocolTest, AnotherRingCannotReplaceAMirrorHoldingThePartnersRun) {
+  std::mt19937_64 rng(net_->seed());
+  open_cache(false);
+  start_receiver();
+  start_sender(sender_options(2000ms));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(cache_->write({1, "f"}, 1, uint64_t(i) * 100, random_bytes(rng, 100)).is_ok());
+  ASSERT_TRUE(eventually([&] { return compare_mirror().empty(); })) << compare_mirror();
+  receiver_->set_held_epochs({}, {nvcache::ring_tag(0xC0FFEE)});
+  const auto held = mirror_recovers();
+  ASSERT_EQ(held.first, 5u) << held.second;
+
+  // The twin: same node id, another NV log.
+  cache_->set_replicator(nullptr);
+  sender_->stop();
+  cache_->stop();
+  sender_.reset();
+  cache_.reset();
+  primary_ = std::make_unique<nvcache::MemStore>(kRing);
+  ASSERT_TRUE(nvcache::Log::format(*primary_, 1, 0xBADBAD).is_ok());
+  open_cache(false);
+  const uint64_t refused_before = receiver_->stats().refused;
+  auto o = sender_options(200ms);
+  o.reconnect_interval = 20ms;
+  start_sender(o);
+  ASSERT_TRUE(eventually([&] { return receiver_->stats().refused > refused_before; }));
+  EXPECT_TRUE(contains(receiver_->stats().last_refusal, "cannot replace it")) << receiver_->stats().last_refusal;
+  ASSERT_TRUE(cache_->write({1, "g"}, 1, 0, random_bytes(rng, 100)).is_ok());  // degraded after mirror_wait
+  EXPECT_EQ(mirror_recovers(), held) << "the twin's sender changed the mirror of the original's run";
+
+  receiver_->set_held_epochs({}, {});  // the run was taken over and replayed: nothing pins the ring
+  ASSERT_TRUE(eventually([&] { return receiver_->stats().ring_id == 0xBADBADu && compare_mirror().empty(); }))
+      << compare_mirror();
+}
+
 TEST_F(LoopbackProtocolTest, DropDuringResyncResumesAndConverges) {
   std::mt19937_64 rng(net_->seed());
   open_cache(/*destager=*/false);  // the trim point stays: the resync span is known

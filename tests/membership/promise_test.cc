@@ -115,6 +115,7 @@ TEST(PromiseTest, NoTakeoverFromAMirrorMarkedOutdated) {
 TEST(PromiseTest, AMarkWrittenWhileTheClaimLandsIsSeenAfterTheClaim) {
   SimPair p(23);
   bring_up(p);
+  const uint64_t a_run = p.record(1)->run_epoch;
   p.hang(A);
   p.actions(B).take_over_calls_in_progress = 1;  // the first take-over call answers "in progress"
   ASSERT_TRUE(p.run_until([&] { return p.record(1)->owner == kB; }, Millis(15'000)));
@@ -127,6 +128,11 @@ TEST(PromiseTest, AMarkWrittenWhileTheClaimLandsIsSeenAfterTheClaim) {
     if (key.first != 1) continue;
     EXPECT_EQ(p.actions(B).taken_over.count(key), 0u) << "B replayed the outdated mirror";
   }
+  // Rule 9: B never replayed A's run, so A's run goes on and its records of it are destaged (a
+  // real-process check found a first version of the rule dropping them: PauseLengthTest 3100 ms).
+  const auto plan = p.actions(A).plans.at({1, p.record(1)->epoch});
+  EXPECT_EQ(plan.own_from_epoch, a_run) << "A would drop the records B never replayed";
+  EXPECT_EQ(p.record(1)->run_epoch, a_run);
 }
 
 // Without its mark, everything A had acknowledged was in B's mirror: what B's replay did not
@@ -201,6 +207,42 @@ TEST(PromiseTest, ATakeoverReplaysTheOwnersWholeRunNotOnlyItsLastEpoch) {
   EXPECT_EQ(p.record(1)->run_epoch, p.record(1)->epoch) << "B's run starts with its takeover";
 }
 
+// Rule 9 (found by the whole-pair simulator, seed 16582014662777112823): A's own staged records
+// of a volume from before B's run must never go to the medium after B's records once B replayed
+// them and served: a restart of A brings them back from its NV log, so the in-memory discard of
+// rule 4 does not cover a re-claim of A's. A's run starts anew over B's record (own_from_epoch),
+// unless B's replay of A's run was still pending: then B never served, and A's records of that
+// run are the only copies, so A's run goes on from its old start.
+TEST(PromiseTest, AClaimBackCarriesOnlyTheRunTheOtherNodeNeverTookOver) {
+  for (const bool b_replayed : {true, false}) {
+    SCOPED_TRACE(b_replayed ? "B replayed A's run and served" : "B died before its replay was done");
+    SimPair p(b_replayed ? 22 : 23);
+    bring_up(p);
+    const uint64_t a_run = p.record(1)->run_epoch;
+    p.kill(A);
+    if (!b_replayed) p.actions(B).take_over_calls_in_progress = 1'000'000;
+    ASSERT_TRUE(p.run_until([&] { return p.record(1)->owner == kB && (!b_replayed || p.serving(B, 1)); },
+                            Millis(15'000)));
+    p.run(Millis(500));
+    EXPECT_EQ(p.record(1)->replay_pending(), !b_replayed);
+    const uint64_t b_epoch = p.record(1)->epoch;
+    p.kill(B);
+    p.start(A);
+    ASSERT_TRUE(p.run_until([&] { return p.serving(A, 1); }, Millis(20'000)));
+    const uint64_t a_epoch = p.record(1)->epoch;
+    const auto plan = p.actions(A).plans.at({1, a_epoch});
+    EXPECT_EQ(plan.replay_node, kB);
+    EXPECT_EQ(plan.replay_epoch, b_epoch);
+    if (b_replayed) {
+      EXPECT_EQ(plan.own_from_epoch, a_epoch) << "A's records from before B's run would roll back B's writes";
+      EXPECT_EQ(p.record(1)->run_epoch, a_epoch);
+    } else {
+      EXPECT_EQ(plan.own_from_epoch, a_run) << "A's records of its earlier run are the only copies";
+      EXPECT_EQ(p.record(1)->run_epoch, a_run);
+    }
+  }
+}
+
 // A takeover interrupted mid-replay (B killed) is done again by B's next life before serving:
 // the record says the replay is pending, so the re-claim replays (nobody served in between).
 TEST(PromiseTest, ARestartMidReplayReplaysAgainBeforeServing) {
@@ -273,6 +315,38 @@ TEST(PromiseTest, ASecondProcessWithANodesIdentityStops) {
   EXPECT_TRUE(p.serving(A, 1));
   EXPECT_EQ(p.record(1)->epoch, epoch);
   EXPECT_TRUE(p.monitor(A)->status().identity_conflict.empty());
+}
+
+// Rule 8 while running: a twin with A's identity and another NV log that got past the heartbeat
+// watch (here: A died just before it started; in the whole-pair simulator, seed
+// 14686284917154837223, both started before either beat) must not continue A's run: the record
+// names A with A's log, and the twin's log has none of it. It stops before it claims anything,
+// and B takes the volumes over from its mirror of A's log. Without the rule the twin re-claims
+// "its own" volume and serves the medium without A's staged writes.
+TEST(PromiseTest, ATwinWithAnotherNvLogStopsAtTheFirstRecordOfTheOriginalsRun) {
+  SimPair p(14);
+  p.config(A).ring_tag = 0x1111;
+  p.config(B).ring_tag = 0x2222;
+  bring_up(p);
+  ASSERT_EQ(p.record(1)->owner_ring, 0x1111u);
+  const uint64_t epoch = p.record(1)->epoch;
+  p.kill(A);
+  SimClock& clock = p.clock(A);
+  RecordingActions actions(clock);
+  MonitorConfig twin = p.config(A);
+  twin.incarnation = p.config(A).incarnation + 1;
+  twin.ring_tag = 0x3333;
+  auto m = Monitor::create(twin, clock, p.port(A), actions, Logger("twin", LogLevel::kError));
+  ASSERT_TRUE(m.is_ok());
+  for (int i = 0; i < 1500 && !p.serving(B, 1); ++i) {
+    p.run(Millis(10));
+    if (clock.now() >= (*m)->next_tick_at()) (*m)->tick(Observation{});
+  }
+  EXPECT_TRUE(contains((*m)->status().identity_conflict, "another process with this node's identity"))
+      << (*m)->status().identity_conflict;
+  for (const auto& e : actions.events) EXPECT_NE(e.kind, Event::kServe) << "the twin served a volume";
+  EXPECT_GE(p.record(1)->epoch, epoch);
+  EXPECT_TRUE(p.serving(B, 1)) << "B never took A's volume over";
 }
 
 // A record of another cluster (two pairs on one membership directory) is never taken.
