@@ -108,10 +108,11 @@ void MirrorReceiver::stop() {
 void MirrorReceiver::set_min_epoch(uint64_t epoch) { min_epoch_.store(epoch); }
 
 void MirrorReceiver::set_held_epochs(std::vector<std::pair<uint32_t, uint64_t>> held,
-                                     std::vector<uint32_t> partner_rings) {
+                                     std::vector<uint32_t> partner_rings, bool keep_ring) {
   std::lock_guard lock(held_mu_);
   held_ = std::move(held);
   partner_rings_ = std::move(partner_rings);
+  keep_ring_ = keep_ring;
   held_known_ = true;
 }
 
@@ -368,12 +369,12 @@ bool MirrorReceiver::on_auth(Session& s, const Auth& a) {
                                          " is starting: it has not read which volumes it holds yet");
       return false;
     }
-    // Rule 8 (membership.md): a run of the partner is staged in the ring this mirror holds, and
-    // this is another ring of the partner's id. Starting over would erase the run's only other
-    // copy; the process that has it is the one to talk to.
+    // Rule 8 (membership.md): a run of the partner is staged in the ring this mirror holds (or
+    // our takeover has yet to replay it), and this is another ring of the partner's id. Starting
+    // over would erase the run's only other copy; the process that has it is the one to talk to.
     const uint32_t held_tag = nvcache::ring_tag(mirror_ring);
     if (mirror_ring != 0 && a.ring_id != mirror_ring &&
-        std::find(partner_rings_.begin(), partner_rings_.end(), held_tag) != partner_rings_.end()) {
+        (keep_ring_ || std::find(partner_rings_.begin(), partner_rings_.end(), held_tag) != partner_rings_.end())) {
       char tags[80];
       std::snprintf(tags, sizeof tags, "ring tag %08x", held_tag);
       refuse(s, RefuseReason::kBusy,

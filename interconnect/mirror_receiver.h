@@ -88,8 +88,11 @@ class MirrorReceiver {
   // ownership records naming the partner). While the mirror holds one of those rings, an AUTH
   // of another ring is refused as busy: the mirror would start over and lose the only other copy
   // of that run (membership.md rule 8: a second process with the partner's identity).
+  // `keep_ring`: this node's takeover still has to replay the mirror (a record names it with the
+  // partner's replay pending): the ring the mirror holds is kept the same way, from a restart on,
+  // before the takeover freezes the mirror.
   void set_held_epochs(std::vector<std::pair<uint32_t, uint64_t>> held,
-                       std::vector<uint32_t> partner_rings);
+                       std::vector<uint32_t> partner_rings, bool keep_ring);
   // Stops the mirror from changing (a takeover replays it, invariant I8): drops the partner's
   // connection, so that its region is unregistered and no RMA, COMMIT or TRIM can land, and
   // refuses every connection until thaw(). Returns once the progress thread has done so, or
@@ -126,6 +129,7 @@ class MirrorReceiver {
   std::vector<std::pair<uint32_t, uint64_t>> held_;  // GUARDED_BY(held_mu_): set_held_epochs
   bool held_known_ = false;                           // GUARDED_BY(held_mu_)
   std::vector<uint32_t> partner_rings_;               // GUARDED_BY(held_mu_): set_held_epochs
+  bool keep_ring_ = false;                            // GUARDED_BY(held_mu_): set_held_epochs
   // Progress thread only: the next record header of the partner's ring in the mirror not yet
   // checked by walk_committed (records follow each other from a trim point; a COMMIT may end
   // inside a record, whose header is then checked with the COMMIT that completes it).

@@ -280,10 +280,6 @@ void Monitor::beat_and_watch_partner() {
   }
 }
 
-// Our heartbeat record changes only by our own writes. A valid record of our id with another
-// incarnation that changes between two reads is a second process with our identity (a node
-// started twice, or two machines configured alike): it and we would claim the same volumes and
-// interleave two logs. Both stop acting; we report it and the composition root stops the node.
 void Monitor::stop_for_identity(std::string why) {
   identity_conflict_ = std::move(why);
   log_.error("%s", identity_conflict_.c_str());
@@ -294,6 +290,10 @@ void Monitor::stop_for_identity(std::string why) {
   }
 }
 
+// Our heartbeat record changes only by our own writes. A valid record of our id with another
+// incarnation that changes between two reads is a second process with our identity (a node
+// started twice, or two machines configured alike): it and we would claim the same volumes and
+// interleave two logs. Both stop acting; we report it and the composition root stops the node.
 bool Monitor::check_identity() {
   RecordBlock own{};
   if (!disk_.read(heartbeat_record_name(config_.node_id), own).is_ok()) return true;

@@ -89,7 +89,7 @@ Monitor::Read Monitor::read_record(Vol& v) {
   // process with our identity that got past the heartbeat watch (both started before either
   // beat). Continuing it from our log would serve the medium without that run's staged writes.
   if (rec->owner == config_.node_id && rec->owner_ring != 0 && ring_tag_ != 0 &&
-      rec->owner_ring != ring_tag_ && (rec->flags & kOwnFlagHandover) == 0 && !config_.adopt_foreign_runs) {
+      rec->owner_ring != ring_tag_ && !config_.adopt_foreign_runs) {
     char tags[64];
     std::snprintf(tags, sizeof tags, "%08x, and this process's NV log is %08x", rec->owner_ring, ring_tag_);
     stop_for_identity("volume " + std::to_string(v.id) + "'s ownership record names node " +
@@ -300,6 +300,7 @@ Monitor::ReplayFields Monitor::replay_after(const OwnershipRecord* base) const {
     // Every epoch of its run: a re-claim over itself that never served has not destaged the
     // records of the epochs before it.
     f.from_epoch = base->run_epoch;
+    f.ring = base->owner_ring;
   } else if (base->owner == config_.node_id) {
     // Over our own (an earlier life, a self-fence): what that record said, a pending replay too.
     f.pending = base->replay_pending();
@@ -474,7 +475,11 @@ void Monitor::write_handover(Vol& v) {
   const bool replay_never_ran = v.replay.pending && v.replay.node == config_.partner_id;
   rec.run_epoch = replay_never_ran ? v.replay.from_epoch : rec.epoch;
   rec.flags = kOwnFlagHandover;
-  rec.owner_ring = 0;  // nothing of the new run is staged anywhere yet (and our tag is not its log's)
+  // Nothing of a new run is staged anywhere yet. A run that goes on is staged in the partner's
+  // log: named, so that a process with the partner's id and another log does not continue it
+  // (rule 8; whole-pair simulator, seed 1892927709913078029: a twin of the partner took a
+  // hand-back over with its empty log).
+  rec.owner_ring = replay_never_ran ? v.replay.ring : 0;
   if (Status s = write_record(v, rec); !s.is_ok()) {
     log_.warn("volume %u: hand-over write failed (attempt %u): %s", v.id, v.handover_attempts,
               s.to_string().c_str());

@@ -188,7 +188,8 @@ Status Node::start_mirroring() {
   receiver_ = std::move(*r);
   // Before the first tick: a restarted node refuses its partner's records of a volume it took
   // over from the first connection on (MirrorReceiver::set_held_epochs).
-  if (auto h = holders_on_disk()) receiver_->set_held_epochs(std::move(h->held), std::move(h->partner_rings));
+  if (auto h = holders_on_disk())
+    receiver_->set_held_epochs(std::move(h->held), std::move(h->partner_rings), h->replay_pending);
 
   interconnect::MirrorSenderOptions so;
   so.logger = log_.child("mirror-out");
@@ -358,15 +359,17 @@ void Node::tick(const membership::Observation& obs) {
   if (all_read) {
     std::vector<std::pair<uint32_t, uint64_t>> held;
     std::vector<uint32_t> partner_rings;
+    bool replay_pending = false;
     for (const auto& v : status.volumes) {
       if (v.owner == cfg_.interconnect.partner_node_id && v.owner_ring != 0) partner_rings.push_back(v.owner_ring);
+      replay_pending = replay_pending || v.replay_pending;
       if (v.owner == cfg_.node_id) held.emplace_back(v.id, v.epoch);
       // Not while the partner's replay of this node's records is pending: a voided record would
       // reach the partner's mirror with the next resync, before that replay read it (rule 4).
       else if (v.owner != membership::kNoNode && !v.owner_replay_pending && cache_)
         cache_->supersede(v.id, v.epoch);
     }
-    if (receiver_) receiver_->set_held_epochs(std::move(held), std::move(partner_rings));
+    if (receiver_) receiver_->set_held_epochs(std::move(held), std::move(partner_rings), replay_pending);
   }
   if (!status.identity_conflict.empty())
     set_fatal(Status::error(Code::kBusy, status.identity_conflict));
@@ -447,6 +450,12 @@ std::optional<Node::Holders> Node::holders_on_disk() const {
     if ((*rec)->owner == cfg_.node_id) out.held.emplace_back(v.id, (*rec)->epoch);
     if ((*rec)->owner == cfg_.interconnect.partner_node_id && (*rec)->owner_ring != 0)
       out.partner_rings.push_back((*rec)->owner_ring);
+    // Our takeover's replay of the partner's mirror is still to run (a restart in the middle of
+    // a takeover): the mirror's ring is kept until the takeover froze the mirror and replayed it
+    // (simulator seed 864373789038169591: a twin of the partner made it start over first).
+    if ((*rec)->owner == cfg_.node_id && (*rec)->replay_pending() &&
+        (*rec)->replay_node == cfg_.interconnect.partner_node_id)
+      out.replay_pending = true;
   }
   return out;
 }

@@ -138,6 +138,7 @@ class Node {
   struct Holders {
     std::vector<std::pair<uint32_t, uint64_t>> held;
     std::vector<uint32_t> partner_rings;
+    bool replay_pending = false;  // a record names this node with its replay of the partner's log pending
   };
   std::optional<Holders> holders_on_disk() const;
 

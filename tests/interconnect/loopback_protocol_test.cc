@@ -335,7 +335,7 @@ TEST_F(LoopbackProtocolTest, AnotherRingCannotReplaceAMirrorHoldingThePartnersRu
   start_sender(sender_options(2000ms));
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(cache_->write({1, "f"}, 1, uint64_t(i) * 100, random_bytes(rng, 100)).is_ok());
   ASSERT_TRUE(eventually([&] { return compare_mirror().empty(); })) << compare_mirror();
-  receiver_->set_held_epochs({}, {nvcache::ring_tag(0xC0FFEE)});
+  receiver_->set_held_epochs({}, {nvcache::ring_tag(0xC0FFEE)}, false);
   const auto held = mirror_recovers();
   ASSERT_EQ(held.first, 5u) << held.second;
 
@@ -357,7 +357,12 @@ TEST_F(LoopbackProtocolTest, AnotherRingCannotReplaceAMirrorHoldingThePartnersRu
   ASSERT_TRUE(cache_->write({1, "g"}, 1, 0, random_bytes(rng, 100)).is_ok());  // degraded after mirror_wait
   EXPECT_EQ(mirror_recovers(), held) << "the twin's sender changed the mirror of the original's run";
 
-  receiver_->set_held_epochs({}, {});  // the run was taken over and replayed: nothing pins the ring
+  // A takeover of this node's that has still to replay the mirror keeps the ring the same way.
+  const uint64_t refused_pinned = receiver_->stats().refused;
+  receiver_->set_held_epochs({}, {}, /*keep_ring=*/true);
+  ASSERT_TRUE(eventually([&] { return receiver_->stats().refused > refused_pinned; }));
+  EXPECT_EQ(mirror_recovers(), held) << "the mirror a takeover must replay started over";
+  receiver_->set_held_epochs({}, {}, false);  // taken over and replayed: nothing keeps the ring
   ASSERT_TRUE(eventually([&] { return receiver_->stats().ring_id == 0xBADBADu && compare_mirror().empty(); }))
       << compare_mirror();
 }

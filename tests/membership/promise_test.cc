@@ -25,6 +25,31 @@ void bring_up(SimPair& p) {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
+// A second process with A's identity and another NV log (ring tag 0x3333), on A's clock, started
+// after A was killed. step() runs the pair 10 ms and ticks the twin when it is due.
+struct Twin {
+  explicit Twin(SimPair& pair) : p(pair), actions(p.clock(A)) {
+    MonitorConfig c = p.config(A);
+    c.incarnation = p.config(A).incarnation + 1;
+    c.ring_tag = 0x3333;
+    auto r = Monitor::create(c, p.clock(A), p.port(A), actions, Logger("twin", LogLevel::kError));
+    if (r.is_ok()) m = std::move(*r);
+  }
+  void step() {
+    p.run(Millis(10));
+    if (p.clock(A).now() >= m->next_tick_at()) m->tick(Observation{});
+  }
+  std::string conflict() const { return m->status().identity_conflict; }
+  bool served() const {
+    for (const auto& e : actions.events)
+      if (e.kind == Event::kServe) return true;
+    return false;
+  }
+  SimPair& p;
+  RecordingActions actions;
+  std::unique_ptr<Monitor> m;
+};
+
 // Case 1: A pauses just past its lease. B freezes its mirror of A's log before its claim can be
 // read by anyone, replays A's records of epoch 1 only, records the replay as done before serving,
 // and thaws only then. A, awake, keeps its records while B's replay is pending and afterwards
@@ -331,22 +356,43 @@ TEST(PromiseTest, ATwinWithAnotherNvLogStopsAtTheFirstRecordOfTheOriginalsRun) {
   ASSERT_EQ(p.record(1)->owner_ring, 0x1111u);
   const uint64_t epoch = p.record(1)->epoch;
   p.kill(A);
-  SimClock& clock = p.clock(A);
-  RecordingActions actions(clock);
-  MonitorConfig twin = p.config(A);
-  twin.incarnation = p.config(A).incarnation + 1;
-  twin.ring_tag = 0x3333;
-  auto m = Monitor::create(twin, clock, p.port(A), actions, Logger("twin", LogLevel::kError));
-  ASSERT_TRUE(m.is_ok());
-  for (int i = 0; i < 1500 && !p.serving(B, 1); ++i) {
-    p.run(Millis(10));
-    if (clock.now() >= (*m)->next_tick_at()) (*m)->tick(Observation{});
-  }
-  EXPECT_TRUE(contains((*m)->status().identity_conflict, "another process with this node's identity"))
-      << (*m)->status().identity_conflict;
-  for (const auto& e : actions.events) EXPECT_NE(e.kind, Event::kServe) << "the twin served a volume";
+  Twin twin(p);
+  ASSERT_NE(twin.m, nullptr);
+  for (int i = 0; i < 1500 && !p.serving(B, 1); ++i) twin.step();
+  EXPECT_TRUE(contains(twin.conflict(), "another process with this node's identity")) << twin.conflict();
+  EXPECT_FALSE(twin.served()) << "the twin served a volume";
   EXPECT_GE(p.record(1)->epoch, epoch);
   EXPECT_TRUE(p.serving(B, 1)) << "B never took A's volume over";
+}
+
+// Rule 8 and a hand-back (whole-pair simulator, seed 1892927709913078029): B's takeover of A's
+// volume cannot replay (A marked the mirror outdated) and A seems alive, so B hands the volume
+// back. The run goes on in A's NV log, and the hand-back names that log: a twin of A with another
+// log, which is what beats as A, stops instead of serving the volume without the run's writes.
+TEST(PromiseTest, AHandBackNamesTheLogTheRunIsStagedIn) {
+  SimPair p(24);
+  p.config(A).ring_tag = 0x1111;
+  p.config(B).ring_tag = 0x2222;
+  bring_up(p);
+  p.hang(A);
+  p.actions(B).take_over_calls_in_progress = 1;
+  ASSERT_TRUE(p.run_until([&] { return p.record(1)->owner == kB; }, Millis(15'000)));
+  MirrorMark mark(p.port(A), kA, p.config(A).cluster_id);
+  ASSERT_TRUE(mark.set_outdated(0x1234, 4096, 8192).is_ok());
+  p.kill(A);
+  Twin twin(p);
+  ASSERT_NE(twin.m, nullptr);
+  bool handed_back = false;
+  for (int i = 0; i < 2000 && twin.conflict().empty(); ++i) {
+    twin.step();
+    if (auto rec = p.record(1); rec && rec->owner == kA && (rec->flags & kOwnFlagHandover) != 0) {
+      handed_back = true;
+      EXPECT_EQ(rec->owner_ring, 0x1111u) << "the hand-back does not name the log A's run is staged in";
+    }
+  }
+  EXPECT_TRUE(handed_back) << "B never handed the volume back";
+  EXPECT_TRUE(contains(twin.conflict(), "another process with this node's identity")) << twin.conflict();
+  EXPECT_FALSE(twin.served()) << "the twin served a volume";
 }
 
 // A record of another cluster (two pairs on one membership directory) is never taken.
