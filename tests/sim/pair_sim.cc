@@ -286,9 +286,16 @@ void PairSim::inject_faults() {
     }
     if (chance() < f.flip) flip_byte(n);
   }
-  if (!twin_ && chance() < f.twin) {
-    const uint32_t id = 1 + static_cast<uint32_t>(below(2));
-    if (start_twin(id)) twin_until_ = now_step_ + 10 + below(100);
+  // A twin is most dangerous where an operator would start one: while the node seems gone (down
+  // or paused), in its place. Then five times as likely, and of that node.
+  if (!twin_) {
+    std::vector<uint32_t> gone;
+    for (auto& np : nodes_)
+      if (!np->up() || now_step_ < np->paused_until) gone.push_back(np->id);
+    if (chance() < (gone.empty() ? f.twin : 5 * f.twin)) {
+      const uint32_t id = gone.empty() ? 1 + static_cast<uint32_t>(below(2)) : gone[below(gone.size())];
+      if (start_twin(id)) twin_until_ = now_step_ + 10 + below(100);
+    }
   }
   if (now_step_ >= cut_until_ && chance() < f.cut) {
     const uint32_t ms = 200 + static_cast<uint32_t>(below(6000));
@@ -304,14 +311,30 @@ void PairSim::inject_faults() {
 }
 
 // One byte of the records a node holds (its NV log, or its mirror of the partner's) turns bad.
+// Mostly inside a record the store still holds (header, key or payload, the last records as
+// likely as the first): damage there is what recovery, replay and the running checks must
+// tell. Otherwise anywhere in the first 64 KiB of the data area, held or not.
 void PairSim::flip_byte(SimNode& n) {
-  nvcache::MemStore& store = chance() < 0.5 ? n.nvlog : n.mirror;
-  // The records sit after the two header copies, near the start of the data area in a short run.
-  const uint64_t off = 8192 + below(64 << 10);
+  const bool mirror = chance() < 0.5;
+  nvcache::MemStore& store = mirror ? n.mirror : n.nvlog;
+  std::vector<std::pair<uint64_t, uint64_t>> held;  // store offset, span of each record held
+  if (chance() < 0.7) {
+    const uint64_t data_bytes = store.size() - nvcache::kDataOffset;
+    (void)nvcache::scan_ring(store, [&](const nvcache::RecordView& v) {
+      held.push_back({nvcache::kDataOffset + v.header.pos % data_bytes,
+                      nvcache::payload_offset(v.header.key_len) + v.header.payload_len});
+    });
+  }
+  uint64_t off = nvcache::kDataOffset + below(64 << 10);
+  std::string where = "at " + std::to_string(off);
+  if (!held.empty()) {
+    const auto [start, span] = held[below(held.size())];
+    off = std::min<uint64_t>(start + below(span), store.size() - 1);
+    where = "in the record at offset " + std::to_string(start) + " (byte " + std::to_string(off - start) + ")";
+  }
   store.bytes()[off] ^= std::byte{static_cast<uint8_t>(1 + below(255))};
   ++result_.flips;
-  note("a byte flips in node " + std::to_string(n.id) + "'s " + (&store == &n.nvlog ? "NV log" : "mirror") +
-       " at " + std::to_string(off));
+  note("a byte flips in node " + std::to_string(n.id) + "'s " + (mirror ? "mirror" : "NV log") + " " + where);
 }
 
 void PairSim::client_write() {
