@@ -199,8 +199,9 @@ class Monitor {
     uint64_t from_epoch = 0;  // records of epochs [from_epoch, epoch] are applied
     uint64_t next_lsn = 0;
     // The ring tag of the NV log those records are staged in (the owner_ring of the partner's
-    // record we claimed over; 0: not known). Not written into our records: a hand-back of a
-    // takeover whose replay never ran names it (rule 8), so that only that log continues.
+    // record we claimed over; 0: not known). Written as the record's replay_ring, and a
+    // hand-back of a takeover whose replay never ran names it as owner_ring (rule 8): only
+    // that log continues the run.
     uint32_t ring = 0;
   };
   struct Read {

@@ -43,6 +43,7 @@ OwnershipRecord Monitor::own_record(const Vol& v, uint64_t counter) const {
   rec.replay_from_epoch = v.replay.from_epoch;
   rec.run_epoch = v.run_epoch;
   rec.owner_ring = ring_tag_;
+  rec.replay_ring = v.replay.node != kNoNode ? v.replay.ring : 0;
   return rec;
 }
 
@@ -308,6 +309,7 @@ Monitor::ReplayFields Monitor::replay_after(const OwnershipRecord* base) const {
     f.epoch = base->replay_epoch;
     f.from_epoch = base->replay_from_epoch;
     f.next_lsn = base->replay_next_lsn;
+    f.ring = base->replay_ring;
   }
   return f;
 }
@@ -338,6 +340,23 @@ Status Monitor::check_mark_after_claim() {
 }
 
 bool Monitor::prepare_claim(Vol& v, const OwnershipRecord* base) {
+  // Rule 8 (membership.md), for a run the partner's takeover has not replayed yet: a claim over
+  // that record continues our run (rule 9), but only the NV log it is staged in holds it. With
+  // another log (a twin on another machine, or this node with a log formatted anew) the run's
+  // only copy is the partner's mirror: wait for the partner to replay it (whole-pair simulator,
+  // seeds 9862195802341871820 and 1345506560420389292: a twin of a node whose log was damaged
+  // claimed the volume while the partner, which had taken it over, was paused).
+  if (base && base->owner == config_.partner_id && base->replay_pending() && base->replay_node == config_.node_id &&
+      base->replay_ring != 0 && ring_tag_ != 0 && base->replay_ring != ring_tag_ && !config_.adopt_foreign_runs) {
+    char tags[96];
+    std::snprintf(tags, sizeof tags, "ring tag %08x, and this process's NV log is %08x", base->replay_ring, ring_tag_);
+    v.blocked = "node " + std::to_string(config_.partner_id) + " took this volume over and has not replayed this "
+                "node's run of it yet; the run is staged in the NV log of " + std::string(tags) +
+                ": not claiming; waiting for node " + std::to_string(config_.partner_id) + " to replay it from its mirror";
+    if (!v.blocked_logged) log_.error("volume %u: %s", v.id, v.blocked.c_str());
+    v.blocked_logged = true;
+    return false;
+  }
   const ReplayFields plan = replay_after(base);
   if (plan.pending && plan.node == config_.partner_id) {
     // I7: never from a mirror its owner marked outdated, unless an operator accepted the loss.

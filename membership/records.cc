@@ -54,6 +54,7 @@ void encode_ownership(const OwnershipRecord& r, std::span<std::byte, kRecordBloc
   put_le<uint64_t>(out, own_off::kRunEpoch, r.run_epoch);
   put_le<uint64_t>(out, own_off::kReplayFromEpoch, r.replay_from_epoch);
   put_le<uint32_t>(out, own_off::kOwnerRing, r.owner_ring);
+  put_le<uint32_t>(out, own_off::kReplayRing, r.replay_ring);
   put_le<uint32_t>(out, own_off::kCrc, crc32c(out.data(), own_off::kCrc));
 }
 
@@ -80,11 +81,14 @@ Result<OwnershipRecord> decode_ownership(std::span<const std::byte> in) {
   if (in.size() < kEncodedOwnership) return corrupt("ownership record shorter than its encoding");
   if (get_le<uint64_t>(in, own_off::kMagic) != kOwnershipMagic)
     return corrupt("bad ownership magic (not an hafs ownership record)");
-  if (get_le<uint32_t>(in, own_off::kCrc) != crc32c(in.data(), own_off::kCrc))
-    return corrupt("ownership record CRC mismatch (torn or corrupt)");
+  // The version says where the CRC is; a torn or flipped version field fails the CRC either way.
   const uint32_t version = get_le<uint32_t>(in, own_off::kVersion);
-  // Version 3 differs only in that offset 60 was reserved (0): read as an unknown owner ring.
-  if (version != kOwnershipVersion && version != 3)
+  const size_t crc_at = version == 3 || version == 4 ? own_off::kCrcV4 : own_off::kCrc;
+  if (get_le<uint32_t>(in, crc_at) != crc32c(in.data(), crc_at))
+    return corrupt("ownership record CRC mismatch (torn or corrupt)");
+  // Version 3 differs from 4 only in that offset 60 was reserved (0): read as an unknown owner
+  // ring. Both end before the replay ring: read as unknown.
+  if (version != kOwnershipVersion && version != 4 && version != 3)
     return corrupt("unsupported ownership version " + std::to_string(version));
   OwnershipRecord r;
   r.volume_id = get_le<uint32_t>(in, own_off::kVolumeId);
@@ -101,6 +105,7 @@ Result<OwnershipRecord> decode_ownership(std::span<const std::byte> in) {
   r.run_epoch = get_le<uint64_t>(in, own_off::kRunEpoch);
   r.replay_from_epoch = get_le<uint64_t>(in, own_off::kReplayFromEpoch);
   r.owner_ring = get_le<uint32_t>(in, own_off::kOwnerRing);
+  r.replay_ring = version >= 5 ? get_le<uint32_t>(in, own_off::kReplayRing) : 0;
   if (r.owner != kNoNode && (r.run_epoch == 0 || r.run_epoch > r.epoch))
     return corrupt("ownership record: run epoch " + std::to_string(r.run_epoch) + " outside 1.." + std::to_string(r.epoch));
   if (r.replay_from_epoch > r.replay_epoch)

@@ -53,7 +53,7 @@ struct HeartbeatRecord {
 
 // ---- volume ownership: "volume-<id>.own" ----------------------------------------------------
 inline constexpr uint64_t kOwnershipMagic = 0x314E574F53464148ull;  // "HAFSOWN1" as LE bytes
-inline constexpr uint32_t kOwnershipVersion = 4;  // 2: cluster_id and the replay fields; 3: run_epoch, replay_from_epoch; 4: owner_ring
+inline constexpr uint32_t kOwnershipVersion = 5;  // 2: cluster_id and the replay fields; 3: run_epoch, replay_from_epoch; 4: owner_ring; 5: replay_ring
 
 namespace own_off {
 inline constexpr size_t kMagic = 0;         // u64
@@ -72,10 +72,12 @@ inline constexpr size_t kReplayEpoch = 64;  // u64: ... the epoch of the records
 inline constexpr size_t kReplayNextLsn = 72;// u64: ... every record below this LSN was read
 inline constexpr size_t kRunEpoch = 80;     // u64: the epoch at which `owner` took the volume from another node
 inline constexpr size_t kReplayFromEpoch = 88;  // u64: the replay applies records of epochs [this, replay_epoch]
-inline constexpr size_t kCrc = 96;          // u32: CRC32C of bytes [0, kCrc)
+inline constexpr size_t kReplayRing = 96;   // u32: ring tag of the NV log the pending replay reads (0: unknown)
+inline constexpr size_t kCrc = 100;         // u32: CRC32C of bytes [0, kCrc)
+inline constexpr size_t kCrcV4 = 96;        // versions 3 and 4 end before kReplayRing: their CRC is here
 }  // namespace own_off
 inline constexpr size_t kEncodedOwnership = own_off::kCrc + 4;
-static_assert(kEncodedOwnership == 100);
+static_assert(kEncodedOwnership == 104);
 static_assert(kEncodedOwnership <= kRecordBlockBytes);
 
 // Written by a holder giving the volume back: `owner` is the home node, which has not renewed
@@ -111,6 +113,10 @@ struct OwnershipRecord {
   // written by the other node). The owner's run is staged in that log and the partner's mirror of
   // it: a process with the owner's id and another log must not continue the run (rule 8).
   uint32_t owner_ring = 0;
+  // nvcache::ring_tag of the NV log replay_node's records are staged in (0: unknown, e.g. a
+  // version-4 record). A process with replay_node's id and another log must not continue that
+  // run by claiming over this record while the replay is pending (rule 8).
+  uint32_t replay_ring = 0;
 
   bool replay_pending() const { return (flags & kOwnFlagReplayPending) != 0; }
   bool operator==(const OwnershipRecord&) const = default;

@@ -25,6 +25,17 @@ void bring_up(SimPair& p) {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
+// A (log ring tag 0x1111) hangs and B (0x2222) takes its volume 1 over; B's replay answers "in
+// progress" `replays` times, so the record names B with A's replay pending meanwhile.
+void take_over_a_with_replay_pending(SimPair& p, int replays) {
+  p.config(A).ring_tag = 0x1111;
+  p.config(B).ring_tag = 0x2222;
+  bring_up(p);
+  p.hang(A);
+  p.actions(B).take_over_calls_in_progress = replays;
+  ASSERT_TRUE(p.run_until([&] { return p.record(1)->owner == kB; }, Millis(15'000)));
+}
+
 // A second process with A's identity and another NV log (ring tag 0x3333), on A's clock, started
 // after A was killed. step() runs the pair 10 ms and ticks the twin when it is due.
 struct Twin {
@@ -40,9 +51,9 @@ struct Twin {
     if (p.clock(A).now() >= m->next_tick_at()) m->tick(Observation{});
   }
   std::string conflict() const { return m->status().identity_conflict; }
-  bool served() const {
+  bool served(VolumeId volume = 0) const {  // 0: any volume
     for (const auto& e : actions.events)
-      if (e.kind == Event::kServe) return true;
+      if (e.kind == Event::kServe && (volume == 0 || e.volume == volume)) return true;
     return false;
   }
   SimPair& p;
@@ -371,12 +382,7 @@ TEST(PromiseTest, ATwinWithAnotherNvLogStopsAtTheFirstRecordOfTheOriginalsRun) {
 // log, which is what beats as A, stops instead of serving the volume without the run's writes.
 TEST(PromiseTest, AHandBackNamesTheLogTheRunIsStagedIn) {
   SimPair p(24);
-  p.config(A).ring_tag = 0x1111;
-  p.config(B).ring_tag = 0x2222;
-  bring_up(p);
-  p.hang(A);
-  p.actions(B).take_over_calls_in_progress = 1;
-  ASSERT_TRUE(p.run_until([&] { return p.record(1)->owner == kB; }, Millis(15'000)));
+  ASSERT_NO_FATAL_FAILURE(take_over_a_with_replay_pending(p, 1));
   MirrorMark mark(p.port(A), kA, p.config(A).cluster_id);
   ASSERT_TRUE(mark.set_outdated(0x1234, 4096, 8192).is_ok());
   p.kill(A);
@@ -393,6 +399,29 @@ TEST(PromiseTest, AHandBackNamesTheLogTheRunIsStagedIn) {
   EXPECT_TRUE(handed_back) << "B never handed the volume back";
   EXPECT_TRUE(contains(twin.conflict(), "another process with this node's identity")) << twin.conflict();
   EXPECT_FALSE(twin.served()) << "the twin served a volume";
+}
+
+// Rule 8 and a pending takeover (whole-pair simulator, seeds 9862195802341871820 and
+// 1345506560420389292): B took A's volume over and has not replayed A's run yet (the record
+// names A's log as the replay's), then B stops too. A claim over that record would continue A's
+// run, which only A's log and B's mirror hold: a twin of A with another log waits for B instead
+// of serving the volume without the run's writes.
+TEST(PromiseTest, APendingTakeoverNamesTheLogItReplays) {
+  SimPair p(25);
+  ASSERT_NO_FATAL_FAILURE(take_over_a_with_replay_pending(p, 1000));  // B's replay never ends
+  ASSERT_TRUE(p.record(1)->replay_pending());
+  EXPECT_EQ(p.record(1)->replay_ring, 0x1111u) << "the claim does not name the log its replay reads";
+  p.kill(A);
+  p.kill(B);
+  Twin twin(p);
+  ASSERT_NE(twin.m, nullptr);
+  for (int i = 0; i < 1500; ++i) twin.step();
+  EXPECT_FALSE(twin.served(1)) << "the twin served a volume whose run only B's mirror holds";
+  EXPECT_EQ(p.record(1)->owner, kB);
+  std::string blocked;
+  for (const auto& v : twin.m->status().volumes)
+    if (v.id == 1) blocked = v.blocked;
+  EXPECT_TRUE(contains(blocked, "waiting for node 2 to replay it")) << blocked;
 }
 
 // A record of another cluster (two pairs on one membership directory) is never taken.

@@ -41,6 +41,7 @@ OwnershipRecord sample_ownership() {
   r.run_epoch = 0x0102030405060700ull;
   r.replay_from_epoch = 2;
   r.owner_ring = 0x5eedf00du;
+  r.replay_ring = 0xfeedbeefu;
   return r;
 }
 
@@ -72,6 +73,8 @@ TEST(RecordsTest, OwnershipRoundTripAndLayout) {
   EXPECT_EQ(std::to_integer<int>(b[own_off::kReplayNextLsn]), 4242 & 0xff);
   EXPECT_EQ(std::to_integer<int>(b[own_off::kOwnerRing]), 0x0d);
   EXPECT_EQ(std::to_integer<int>(b[own_off::kOwnerRing + 3]), 0x5e);
+  EXPECT_EQ(std::to_integer<int>(b[own_off::kReplayRing]), 0xef);
+  EXPECT_EQ(std::to_integer<int>(b[own_off::kReplayRing + 3]), 0xfe);
   for (size_t i = kEncodedOwnership; i < kRecordBlockBytes; ++i)
     ASSERT_EQ(std::to_integer<int>(b[i]), 0) << "byte " << i << " after the record";
 }
@@ -174,14 +177,21 @@ TEST(RecordsTest, OwnershipFieldRulesAreChecked) {
     expect_own_error(c, "unsupported ownership version 2");
   }
   {
-    // Version 3 had offset 60 reserved (0): read, with the owner's ring unknown (rule 8 skips it).
-    RecordBlock c = b;
-    set_own_field<uint32_t>(c, own_off::kVersion, 3);
-    set_own_field<uint32_t>(c, own_off::kOwnerRing, 0);
-    auto r = decode_ownership(c);
-    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-    EXPECT_EQ(r->owner_ring, 0u);
-    EXPECT_EQ(r->run_epoch, sample_ownership().run_epoch);
+    // Versions 3 and 4 end before the replay ring, their CRC at 96: read, with the replay's ring
+    // unknown. Version 3 had offset 60 reserved (0): the owner's ring unknown too (rule 8 skips
+    // both).
+    for (uint32_t version : {4u, 3u}) {
+      RecordBlock c = b;
+      put_le<uint32_t>(c, own_off::kVersion, version);
+      if (version == 3) put_le<uint32_t>(c, own_off::kOwnerRing, 0);
+      put_le<uint32_t>(c, own_off::kCrc, 0);
+      put_le<uint32_t>(c, own_off::kCrcV4, crc32c(c.data(), own_off::kCrcV4));
+      auto r = decode_ownership(c);
+      ASSERT_TRUE(r.is_ok()) << "version " << version << ": " << r.status().to_string();
+      EXPECT_EQ(r->owner_ring, version == 3 ? 0u : sample_ownership().owner_ring);
+      EXPECT_EQ(r->replay_ring, 0u);
+      EXPECT_EQ(r->run_epoch, sample_ownership().run_epoch);
+    }
   }
   {
     RecordBlock c = b;

@@ -29,12 +29,18 @@ constexpr uint64_t kNvlogBytes = 4 << 20;
 // sender's outdated-mirror mark).
 class LockedPort final : public membership::SharedDisk {
  public:
-  LockedPort(membership::SimDisk::Port& port, std::mutex& mu) : port_(port), mu_(mu) {}
+  // With a gate, every read and write waits while the gate is closed: a paused process does no
+  // I/O (the data path's path to the disk; the tick's is paused by not ticking).
+  LockedPort(membership::SimDisk::Port& port, std::mutex& mu,
+             std::shared_ptr<PausableTransport::Gate> gate = nullptr)
+      : port_(port), mu_(mu), gate_(std::move(gate)) {}
   Status read(const std::string& name, std::span<std::byte, membership::kRecordBlockBytes> out) override {
+    if (gate_) gate_->wait();
     std::lock_guard lock(mu_);
     return port_.read(name, out);
   }
   Status write(const std::string& name, std::span<const std::byte, membership::kRecordBlockBytes> data) override {
+    if (gate_) gate_->wait();
     std::lock_guard lock(mu_);
     return port_.write(name, data);
   }
@@ -43,6 +49,7 @@ class LockedPort final : public membership::SharedDisk {
  private:
   membership::SimDisk::Port& port_;
   std::mutex& mu_;
+  std::shared_ptr<PausableTransport::Gate> gate_;
 };
 
 }  // namespace
@@ -134,8 +141,10 @@ std::unique_ptr<PairSim::SimNode> PairSim::make_node(uint32_t id, bool twin) {
   n->net = std::make_unique<PausableTransport>(network_);
   const uint32_t port = twin ? 200 + id : id;
   n->disk = std::make_unique<LockedPort>(disk_.port(port), disk_mu_);
-  // The mark's own path: no random faults, no simulated delays (it is written from a real thread).
-  n->data_path_disk = std::make_unique<LockedPort>(disk_.port(100 + port), disk_mu_);
+  // The data path's own path (the outdated-mirror mark, the destager's fence read): no random
+  // faults, no simulated delays (it is used from real threads), paused with the node: a paused
+  // node's destager stops at its next fence read, as a stopped process would.
+  n->data_path_disk = std::make_unique<LockedPort>(disk_.port(100 + port), disk_mu_, n->net->gate());
   HAFS_CHECK(nvcache::Log::format(n->nvlog, id, opt_.seed * 1000 + id + (twin ? 7 + now_step_ * 10 : 0)).is_ok(),
              "format");
   return n;

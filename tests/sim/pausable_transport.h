@@ -37,6 +37,10 @@ class PausableTransport final : public interconnect::TransportFactory {
     bool is_paused();
   };
 
+  // The gate itself: the simulator pauses a node's other real-thread paths with it (its
+  // data path's reads and writes of the membership disk).
+  std::shared_ptr<Gate> gate() const { return gate_; }
+
  private:
   interconnect::TransportFactory& inner_;
   std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();

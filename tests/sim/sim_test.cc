@@ -74,8 +74,9 @@ TEST(SimScenario, ANodeWhoseClockStoodStillNeverDestagesOverTheNewOwner) {
   sim.steps(5);
   ASSERT_EQ(sim.write(2, 1, 0, 0, 4096), 0) << "node 2 does not serve vol1";
   ASSERT_TRUE(sim.node(2)->cache().flush_all().is_ok());
-  // Node 1's medium works again; its destager (a real thread, running although the node is
-  // paused in simulated time) and an explicit flush find its lease valid by its stopped clock.
+  // Node 1 resumes, before its next tick, and its medium works again: its destager and an
+  // explicit flush find its lease valid by its stopped clock.
+  sim.resume(1);
   sim.faults(1).clear(FaultSite::kDestageBeforeWrite);
   EXPECT_FALSE(sim.node(1)->cache().flush_all().is_ok()) << "node 1 destaged records of a volume it lost";
   sim.check(1, 0);
@@ -98,7 +99,7 @@ TEST(SimScenario, ANodeWhoseClockStoodStillAcknowledgesNothingTheNewOwnerLacks) 
   sim.pause(2, 5000, /*clock_stops=*/true);
   for (int i = 0; i < 50 && sim.owner(2) != 1; ++i) sim.steps(1);
   ASSERT_EQ(sim.owner(2), 1u) << "node 1 never took vol2 over";
-  sim.steps(50 - 30);  // node 2 wakes; its clock says its lease still runs
+  sim.resume(2);  // before its next tick: its clock says its lease still runs
   EXPECT_NE(sim.write(2, 2, 1, 0, 4096), 0) << "node 2 acknowledged a write node 1 never sees";
   sim.steps(20);
   sim.check(2, 1);
@@ -145,10 +146,11 @@ TEST_P(MirrorTailDamage, IsNotATornTail) {
   }
   sim.steps(60);
   EXPECT_NE(sim.owner(1), 0u);
-  bool blocked = false;
+  std::string blocked;
   for (const auto& v : sim.node(2)->monitor()->status().volumes)
-    if (v.id == 1) blocked = v.blocked.find("damaged") != std::string::npos;
-  EXPECT_TRUE(blocked) << "node 2 took vol1 over from a damaged mirror";
+    if (v.id == 1) blocked = v.blocked;
+  EXPECT_NE(blocked.find("damaged"), std::string::npos)
+      << "node 2 took vol1 over from a damaged mirror (vol1 owner " << sim.owner(1) << ", blocked: " << blocked << ")";
   sim.check(1, 0);  // nobody serves vol1, or it reads whole
   ASSERT_TRUE(sim.restart(1));
   sim.steps(100);
