@@ -232,7 +232,16 @@ void Monitor::try_take_over(Vol& v) {
       // A mirror that cannot be replayed (damaged inside) while its owner lives again: the
       // owner's own NV log holds the records (it keeps them while our replay is pending), so
       // the volume goes back to it rather than waiting for an operator.
-      if (s.code() == Code::kDataLoss && partner_disk_alive_ && v.replay.pending &&
+      // Not when our own run of the volume began before the partner's run we replay (a claim
+      // back, rule 9): our records of it are staged here, older than the partner's, and the
+      // partner would serve without them (whole-pair simulator, seed 6958115224298967307).
+      // Then the volume waits, blocked, for an operator or a mirror that replays.
+      const bool our_run_staged = v.run_epoch < v.replay.from_epoch;
+      if (s.code() == Code::kDataLoss && v.replay.pending && v.replay.node == config_.partner_id && our_run_staged)
+        v.blocked += "; not handing it back to node " + std::to_string(config_.partner_id) +
+                     ": this node's own run of the volume (from epoch " + std::to_string(v.run_epoch) +
+                     ") is staged here and would be lost";
+      else if (s.code() == Code::kDataLoss && partner_disk_alive_ && v.replay.pending &&
           v.replay.node == config_.partner_id) {
         log_.error("volume %u: the partner's mirror cannot be replayed and node %u is alive: "
                    "handing the volume back to it (its own NV log has the records)",

@@ -318,6 +318,29 @@ TEST(PromiseTest, ADamagedMirrorIsNotServedAndGoesBackToItsLivingOwner) {
   EXPECT_FALSE(p.actions(B).frozen);
 }
 
+// But not when the volume's run is partly the giver's (whole-pair simulator, seed
+// 6958115224298967307, our reading): A took B's volume over while B was paused and died before
+// its replay; B claims it back, its own run going on (rule 9), and cannot replay A's log. B's
+// own records of its run are staged in B's log only; handed back, A would serve without them.
+TEST(PromiseTest, AHandBackNeverLeavesTheGiversOwnRunBehind) {
+  SimPair p(26);
+  bring_up(p);
+  p.hang(B);
+  p.actions(A).take_over_calls_in_progress = 1'000'000;  // A's replay of B's run never ends
+  ASSERT_TRUE(p.run_until([&] { return p.record(3)->owner == kA; }, Millis(15'000)));
+  ASSERT_TRUE(p.record(3)->replay_pending());
+  p.kill(A);
+  p.actions(B).fail_take_overs = 1'000'000;  // B's mirror of A's log cannot be replayed
+  p.actions(B).fail_take_over_code = Code::kDataLoss;
+  p.wake(B);
+  ASSERT_TRUE(p.run_until([&] { return p.record(3)->owner == kB; }, Millis(15'000)));
+  EXPECT_LT(p.record(3)->run_epoch, p.record(3)->replay_from_epoch) << "B's claim back started a new run";
+  p.start(A);
+  p.run(Millis(10'000));
+  EXPECT_EQ(p.record(3)->owner, kB) << "B handed back a volume whose own run is staged in its log";
+  EXPECT_TRUE(contains(p.view(B, 3).blocked, "is staged here and would be lost")) << p.view(B, 3).blocked;
+}
+
 // A mirror that cannot be frozen is not taken over from (the claim waits and is retried).
 TEST(PromiseTest, NoClaimWhileTheMirrorCannotBeFrozen) {
   SimPair p(11);
