@@ -295,6 +295,8 @@ class Monitor {
   void thaw_mirror_if_unneeded();
   bool check_identity();
   uint64_t run_epoch_after(const OwnershipRecord* base, uint64_t epoch) const;
+  bool another_log(uint32_t tag) const;
+  std::string ring_tags(uint32_t tag) const;  // "ring tag X, and this process's NV log is Y"
   // Another process has our identity: fence everything, decide and write nothing more (rule 5;
   // rule 8 while running). The composition root stops the node (MonitorStatus::identity_conflict).
   void stop_for_identity(std::string why);

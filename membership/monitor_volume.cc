@@ -89,13 +89,10 @@ Monitor::Read Monitor::read_record(Vol& v) {
   // Rule 8 while running (membership.md): a run of our id staged in another NV log is a second
   // process with our identity that got past the heartbeat watch (both started before either
   // beat). Continuing it from our log would serve the medium without that run's staged writes.
-  if (rec->owner == config_.node_id && rec->owner_ring != 0 && ring_tag_ != 0 &&
-      rec->owner_ring != ring_tag_ && !config_.adopt_foreign_runs) {
-    char tags[64];
-    std::snprintf(tags, sizeof tags, "%08x, and this process's NV log is %08x", rec->owner_ring, ring_tag_);
+  if (rec->owner == config_.node_id && another_log(rec->owner_ring)) {
     stop_for_identity("volume " + std::to_string(v.id) + "'s ownership record names node " +
                       std::to_string(config_.node_id) + " at epoch " + std::to_string(rec->epoch) +
-                      " with an NV log of ring tag " + tags +
+                      " with an NV log of " + ring_tags(rec->owner_ring) +
                       ": another process with this node's identity staged that run; this node stops");
     r.kind = ReadKind::kError;
     return r;
@@ -236,13 +233,13 @@ void Monitor::try_take_over(Vol& v) {
       // back, rule 9): our records of it are staged here, older than the partner's, and the
       // partner would serve without them (whole-pair simulator, seed 6958115224298967307).
       // Then the volume waits, blocked, for an operator or a mirror that replays.
-      const bool our_run_staged = v.run_epoch < v.replay.from_epoch;
-      if (s.code() == Code::kDataLoss && v.replay.pending && v.replay.node == config_.partner_id && our_run_staged)
+      const bool mirror_unreplayable =
+          s.code() == Code::kDataLoss && v.replay.pending && v.replay.node == config_.partner_id;
+      if (mirror_unreplayable && v.run_epoch < v.replay.from_epoch)
         v.blocked += "; not handing it back to node " + std::to_string(config_.partner_id) +
                      ": this node's own run of the volume (from epoch " + std::to_string(v.run_epoch) +
                      ") is staged here and would be lost";
-      else if (s.code() == Code::kDataLoss && partner_disk_alive_ && v.replay.pending &&
-          v.replay.node == config_.partner_id) {
+      else if (mirror_unreplayable && partner_disk_alive_) {
         log_.error("volume %u: the partner's mirror cannot be replayed and node %u is alive: "
                    "handing the volume back to it (its own NV log has the records)",
                    v.id, config_.partner_id);
@@ -348,6 +345,18 @@ Status Monitor::check_mark_after_claim() {
   return Status::ok();
 }
 
+// Rule 8: a record names `tag` as the NV log a run of ours is staged in, and this process's log
+// is another one (neither tag unknown, and no operator accepted the loss).
+bool Monitor::another_log(uint32_t tag) const {
+  return tag != 0 && ring_tag_ != 0 && tag != ring_tag_ && !config_.adopt_foreign_runs;
+}
+
+std::string Monitor::ring_tags(uint32_t tag) const {
+  char tags[64];
+  std::snprintf(tags, sizeof tags, "ring tag %08x, and this process's NV log is %08x", tag, ring_tag_);
+  return tags;
+}
+
 bool Monitor::prepare_claim(Vol& v, const OwnershipRecord* base) {
   // Rule 8 (membership.md), for a run the partner's takeover has not replayed yet: a claim over
   // that record continues our run (rule 9), but only the NV log it is staged in holds it. With
@@ -356,11 +365,9 @@ bool Monitor::prepare_claim(Vol& v, const OwnershipRecord* base) {
   // seeds 9862195802341871820 and 1345506560420389292: a twin of a node whose log was damaged
   // claimed the volume while the partner, which had taken it over, was paused).
   if (base && base->owner == config_.partner_id && base->replay_pending() && base->replay_node == config_.node_id &&
-      base->replay_ring != 0 && ring_tag_ != 0 && base->replay_ring != ring_tag_ && !config_.adopt_foreign_runs) {
-    char tags[96];
-    std::snprintf(tags, sizeof tags, "ring tag %08x, and this process's NV log is %08x", base->replay_ring, ring_tag_);
+      another_log(base->replay_ring)) {
     v.blocked = "node " + std::to_string(config_.partner_id) + " took this volume over and has not replayed this "
-                "node's run of it yet; the run is staged in the NV log of " + std::string(tags) +
+                "node's run of it yet; the run is staged in the NV log of " + ring_tags(base->replay_ring) +
                 ": not claiming; waiting for node " + std::to_string(config_.partner_id) + " to replay it from its mirror";
     if (!v.blocked_logged) log_.error("volume %u: %s", v.id, v.blocked.c_str());
     v.blocked_logged = true;
