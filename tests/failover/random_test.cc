@@ -298,7 +298,9 @@ TEST_P(RandomFaultTest, Trial) {
         node(victim).proc->kill9();
       } else {
         RunResult arm = hafsctl_on(victim, {"fault", "arm", site, "crash"});
-        ASSERT_EQ(arm.code, 0) << arm.out << arm.err;
+        // A writer can reach the site between the arming and the reply: then the daemon is gone
+        // before it answers, which is the fault this trial wants, not an error.
+        ASSERT_TRUE(arm.code == 0 || node(victim).proc->wait_exit(5s)) << arm.out << arm.err;
         // The writers (and the destager, every 200 ms, or the flush below) reach the site soon.
         if (site.starts_with("destage.")) (void)hafsctl_on(victim, {"flush", "--no-wait"});
         if (!eventually([&] { return !status_of(node(victim).socket, 0.5).has_value(); }, 30s)) {
