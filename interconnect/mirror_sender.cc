@@ -420,12 +420,18 @@ void MirrorSender::run() {
   for (;;) {
     maybe_clear_outdated();
     std::shared_ptr<Transport> c;
-    bool awaiting_ack = false;
+    std::chrono::microseconds spin{0};
     {
       std::lock_guard lock(mu_);
       if (stop_) return;
       c = conn_;
-      awaiting_ack = ship_pos_ > conn_acked_pos_;
+      // While an ACK is due, poll busily for a moment: a writer is waiting for it. Only while
+      // ACKs come back within the spin, though: for large records (a 1 MiB chunk takes a
+      // millisecond) the spin would end before the ACK came and only take the CPU that
+      // shipping and persisting need (docs/performance.md, "Busy-poll").
+      const bool awaiting_ack = ship_pos_ > conn_acked_pos_;
+      const int64_t last_us = counters_.last_ack_latency_us;
+      if (awaiting_ack && last_us <= options_.ack_spin.count()) spin = options_.ack_spin;
     }
     // A cut interconnect (fault interconnect.cut): drop the connection, do not reconnect.
     if (options_.faults) {
@@ -444,9 +450,7 @@ void MirrorSender::run() {
       continue;
     }
     std::vector<std::vector<std::byte>> got;
-    // While an ACK is due, poll busily for a moment: a writer is waiting for it.
-    Status polled = c->poll(&got, milliseconds(20),
-                            awaiting_ack ? options_.ack_spin : std::chrono::microseconds(0));
+    Status polled = c->poll(&got, milliseconds(20), spin);
     for (const auto& g : got) handle(g);
     std::lock_guard lock(mu_);
     if (conn_ != c) continue;  // dropped while handling

@@ -58,7 +58,8 @@ struct MirrorSenderOptions {
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds peer_silence_limit{1000};  // no message for this long: drop
   std::chrono::milliseconds mirror_wait{3000};  // a write waits this long before the policy is asked
-  std::chrono::microseconds ack_spin{200};      // busy-poll this long while an ACK is due
+  // Busy-poll this long while an ACK is due, as long as the last ACK came back within it.
+  std::chrono::microseconds ack_spin{200};
   FaultRegistry* faults = nullptr;
   // Invariant I7 (docs/membership.md, "The outdated mirror"). Called before the first write the
   // partner's mirror lacks is acknowledged, with the first ring position it may lack and the

@@ -181,6 +181,7 @@ Status Node::start_mirroring() {
   ro.partner_node_id = ic.partner_node_id;
   ro.key = key;
   ro.peer_silence_limit = std::chrono::milliseconds(ic.silence_limit_ms);
+  ro.spin = std::chrono::microseconds(ic.busy_poll_us);
   ro.faults = env_.faults;
   ro.wait_for_held_epochs = env_.disk != nullptr;
   auto r = interconnect::MirrorReceiver::start(*env_.mirror, ro);
@@ -202,6 +203,7 @@ Status Node::start_mirroring() {
   so.mirror_wait = std::chrono::milliseconds(ic.mirror_wait_ms);
   so.heartbeat_interval = std::chrono::milliseconds(ic.heartbeat_ms);
   so.peer_silence_limit = std::chrono::milliseconds(ic.silence_limit_ms);
+  so.ack_spin = std::chrono::microseconds(ic.busy_poll_us);
   so.faults = env_.faults;
   if (env_.disk) {
     // I7: the partner must know its mirror of our log is outdated before we acknowledge a

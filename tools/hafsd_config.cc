@@ -150,7 +150,7 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
                                                     "giveback_delay_ms"};
   static const std::set<std::string> kInterconnect = {
       "provider", "listen", "partner_node_id", "partner", "key_file", "key", "mirror_path",
-      "mirror_wait_ms", "heartbeat_ms", "silence_limit_ms"};
+      "mirror_wait_ms", "heartbeat_ms", "silence_limit_ms", "busy_poll_us"};
   static const std::set<std::string> kNvlog = {"path", "size", "mode", "destage_interval_ms"};
   static const std::set<std::string> kFs = {"attr_timeout_s", "sync_metadata", "threads"};
   static const std::set<std::string> kVolume = {"name", "id", "path", "mode", "home", "degraded"};
@@ -223,6 +223,10 @@ Result<HafsdConfig> load_config(const std::string& path, const std::vector<std::
           auto v = get_int<uint32_t>(n2, sub, 1, 1u << 30);
           if (!v) return v.status();
           ic.partner_node_id = *v;
+        } else if (name == "busy_poll_us") {
+          auto v = get_int<uint32_t>(n2, sub, 0, 10000);
+          if (!v) return v.status();
+          ic.busy_poll_us = *v;
         } else if (name == "mirror_wait_ms" || name == "heartbeat_ms" || name == "silence_limit_ms") {
           auto v = get_int<uint32_t>(n2, sub, 1, 3600000);
           if (!v) return v.status();

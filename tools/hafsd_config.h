@@ -53,6 +53,12 @@ struct HafsdConfig {
     uint32_t mirror_wait_ms = 3000;     // a write waits this long for the partner, then degrades
     uint32_t heartbeat_ms = 100;
     uint32_t silence_limit_ms = 1000;   // no message from the partner for this long: reconnect
+    // Busy-poll of the mirror's progress threads while an ACK or a COMMIT is due, in µs.
+    // Measured on 2 vCPUs (docs/performance.md, "Busy-poll"): without it a 4 KiB mirrored write +
+    // fsync is 1.5x slower (each wake-up of a sleeping thread costs tens of µs in a VM) for about
+    // the same CPU per write; the sender stops spinning by itself when ACKs take longer (large
+    // records).
+    uint32_t busy_poll_us = 200;
   } interconnect;
   bool mirrored() const { return interconnect.partner_node_id != 0; }
 

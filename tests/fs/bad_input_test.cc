@@ -129,6 +129,7 @@ TEST_F(BadInputTest, ValuesOfTheWrongTypeOrRange) {
   expect_refused(args({}, {"--set", "fs.sync_metadata=maybe"}), {"fs.sync_metadata"});
   expect_refused(args({}, {"--set", "nvlog.destage_interval_ms=-5"}), {"nvlog.destage_interval_ms"});
   expect_refused(args({}, {"--set", "log_level=loud"}), {"log_level", "loud"});
+  expect_refused(args({}, {"--set", "interconnect.busy_poll_us=-1"}), {"interconnect.busy_poll_us", "outside"});
   expect_refused(args({{"--nvlog-size", "12XB"}}), {"nvlog.size", "XB"});
   expect_refused(args({}, {"--fault", "no.such.site=fail:EIO"}), {"--fault", "no.such.site"});
   expect_refused(args({}, {"--fault", "destage.before_write=explode"}), {"--fault", "explode"});
