@@ -40,11 +40,7 @@ std::string ProgressLine::render(uint64_t done, uint64_t total, const std::strin
   if (tty_ && total > 0) {
     constexpr int kWidth = 24;
     const int filled = static_cast<int>(kWidth * std::min(1.0, static_cast<double>(done) / static_cast<double>(total)));
-    // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict on "[" + std::string(...).
-    s += '[';
-    s.append(static_cast<size_t>(filled), '#');
-    s.append(static_cast<size_t>(kWidth - filled), '.');
-    s += "] ";
+    s += "[" + std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(kWidth - filled), '.') + "] ";
   }
   s += bytes_text(static_cast<double>(done)) + " of " + bytes_text(static_cast<double>(total)) + ", " +
        bytes_text(rate) + "/s";
