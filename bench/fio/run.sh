@@ -251,10 +251,12 @@ stop_target() {  # target (node 1 first: it destages its log while node 2 still 
 }
 
 # CPU time (user + system, clock ticks) the target's daemons have used so far; 0 for ext4.
+pids_of() {  # target: its daemons' pids (a mirrored pair's two), none for ext4
+  echo "${pid_of[$1]:-}" ${peer_of[$1]:+"${pid_of[${peer_of[$1]}]:-}"}
+}
 cpu_ticks() {  # target
-  local pids="${pid_of[$1]:-}" sum=0 p
-  [[ -n "${peer_of[$1]:-}" ]] && pids="$pids ${pid_of[${peer_of[$1]}]:-}"
-  for p in $pids; do
+  local sum=0 p
+  for p in $(pids_of "$1"); do
     sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
   done
   echo "$sum"
@@ -264,14 +266,11 @@ cpu_ticks() {  # target
 # (the destager has written back what the last job staged; W3 leaves up to 1 GiB in the NV log),
 # at most 120 s; then writes back the ext4 filesystem's dirty pages.
 quiesce() {  # target
-  local pids="${pid_of[$1]:-}" prev=-1 cur i calm=0 p
-  [[ -n "${peer_of[$1]:-}" ]] && pids="$pids ${pid_of[${peer_of[$1]}]:-}"
+  local pids prev=-1 cur i calm=0
+  pids=$(pids_of "$1")
   if [[ -n "${pids// /}" ]]; then
     for ((i = 0; i < 240 && calm < 2; i++)); do
-      cur=0
-      for p in $pids; do
-        cur=$((cur + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-      done
+      cur=$(cpu_ticks "$1")
       if (( cur - prev <= $(wc -w <<<"$pids") )); then calm=$((calm + 1)); else calm=0; fi
       prev=$cur
       sleep 0.5
