@@ -27,6 +27,12 @@ struct MirrorReceiver::Session {
   uint32_t partner = 0;
   Clock::time_point last_heard = Clock::now();
   std::deque<std::vector<std::byte>> pending;  // received, not yet handled
+  // COMMITs checked and not yet persisted nor ACKed: the ranges [batch_from, expect_pos) of
+  // the COMMITs of one poll, persisted with one commit mark and ACKed once (flush_commits).
+  std::optional<uint64_t> batch_from;
+  uint64_t batch_lsn = 0;         // the newest upto_lsn the batch's COMMITs named (0: none)
+  uint64_t batch_commits = 0;
+  uint64_t batch_walk_from = 0;   // walk_pos_ before the batch: restored when it fails
   ~Session() {
     if (conn) conn->unregister(region);
   }
@@ -297,6 +303,12 @@ void MirrorReceiver::run() {
     const bool busy = Clock::now() - s->last_heard < std::chrono::milliseconds(1);
     Status polled = s->conn->poll(&got, std::chrono::milliseconds(20),
                                   busy ? options_.spin : std::chrono::microseconds(0));
+    // Take what else is ready: the COMMITs of one poll are persisted and ACKed together.
+    for (int i = 0; i < kDrainPolls && polled.is_ok() && !got.empty(); ++i) {
+      const size_t had = got.size();
+      polled = s->conn->poll(&got, std::chrono::milliseconds(0));
+      if (got.size() == had) break;
+    }
     for (auto& g : got) s->pending.push_back(std::move(g));
     bool ok = true;
     while (ok && !s->pending.empty()) {
@@ -304,6 +316,8 @@ void MirrorReceiver::run() {
       s->pending.pop_front();
       ok = handle(*s, bytes);
     }
+    if (ok) ok = flush_commits(*s);
+    if (!ok && s->batch_from) walk_pos_ = s->batch_walk_from;  // walked again when resent
     if (!ok) {
       drop("protocol");
     } else if (!polled.is_ok()) {
@@ -330,6 +344,8 @@ bool MirrorReceiver::handle(Session& s, const std::vector<std::byte>& bytes) {
     return false;
   }
   if (const auto* c = std::get_if<Commit>(&*m)) return on_commit(s, *c);
+  // Anything else is answered after the COMMITs before it.
+  if (!flush_commits(s)) return false;
   if (const auto* t = std::get_if<Trim>(&*m)) return on_trim(s, *t);
   if (const auto* hb = std::get_if<Heartbeat>(&*m)) return send(s, *hb);  // echoed for RTT
   refuse(s, RefuseReason::kProtocol, "unexpected message after AUTH");
@@ -477,6 +493,8 @@ bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
                                            " leaves a gap");
     return false;
   }
+  // A batch never spans more than the ring: its persist would wrap onto itself.
+  if (s.batch_from && c.to_pos - *s.batch_from > data && !flush_commits(s)) return false;
   // A resync from the trim point, although the mirror could have resumed: the walk starts there.
   if (!s.expect_pos && c.from_pos != s.hello.have_pos) walk_pos_ = c.from_pos;
   uint64_t walked = 0;
@@ -484,10 +502,27 @@ bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
     refuse(s, refused->first, refused->second);
     return false;
   }
+  if (!s.batch_from) {
+    s.batch_from = c.from_pos;
+    s.batch_walk_from = walk_pos_;
+  }
+  if (c.upto_lsn) s.batch_lsn = c.upto_lsn;
+  ++s.batch_commits;
   s.expect_pos = c.to_pos;
+  walk_pos_ = walked;
+  return true;
+}
+
+bool MirrorReceiver::flush_commits(Session& s) {
+  if (!s.batch_from) return true;
+  const uint64_t from = *s.batch_from, to = *s.expect_pos, upto_lsn = s.batch_lsn;
+  const uint64_t commits = s.batch_commits;
+  s.batch_from.reset();
+  s.batch_lsn = s.batch_commits = 0;
   // Persist what the sender wrote into the region: the write completed at the sender is not a
   // persisted write here until this returns.
-  const uint64_t off = c.from_pos % data, len = c.to_pos - c.from_pos;
+  const uint64_t data = mirror_.size() - nvcache::kDataOffset;
+  const uint64_t off = from % data, len = to - from;
   const uint64_t first = std::min(len, data - off);
   Status st = mirror_.persist(nvcache::kDataOffset + off, first);
   if (st.is_ok() && len > first) st = mirror_.persist(nvcache::kDataOffset, len - first);
@@ -497,22 +532,23 @@ bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
     ring_id = stats_.ring_id;
   }
   // The commit mark goes with the bytes it vouches for, before the ACK.
-  if (st.is_ok()) st = write_commit_mark(mirror_, ring_id, c.to_pos);
+  if (st.is_ok()) st = write_commit_mark(mirror_, ring_id, to);
   if (st.is_ok() && options_.faults) st = options_.faults->hit(FaultSite::kMirrorBeforeAck);
   if (!st.is_ok()) {
     options_.logger.error("mirror persist failed: %s", st.to_string().c_str());
+    walk_pos_ = s.batch_walk_from;  // the records of the batch are walked again when resent
     return false;  // no ACK: the sender's writes wait, or go degraded
   }
   {
     std::lock_guard lock(mu_);
-    stats_.acked_pos = c.to_pos;
-    stats_.committed_pos = std::max(stats_.committed_pos, c.to_pos);
-    if (c.upto_lsn) stats_.acked_lsn = c.upto_lsn;
+    stats_.acked_pos = to;
+    stats_.committed_pos = std::max(stats_.committed_pos, to);
+    if (upto_lsn) stats_.acked_lsn = upto_lsn;
     stats_.bytes_committed += len;
-    ++stats_.commits;
+    stats_.commits += commits;
+    ++stats_.acks;
   }
-  walk_pos_ = walked;
-  return send(s, Ack{c.upto_lsn, c.to_pos});
+  return send(s, Ack{upto_lsn, to});
 }
 
 bool MirrorReceiver::on_trim(Session& s, const Trim& t) {

@@ -58,6 +58,7 @@ struct MirrorReceiverStats {
   uint64_t trim_lsn = 0;
   uint64_t bytes_committed = 0;
   uint64_t commits = 0;
+  uint64_t acks = 0;                // ACKs sent: one per batch of COMMITs persisted together
   uint64_t refused = 0;             // connections refused (bad key, version, epoch, busy...)
   uint64_t partner_epoch = 0;
   bool frozen = false;              // a takeover replays the mirror: the partner is refused
@@ -109,7 +110,10 @@ class MirrorReceiver {
   // Returns false when the connection must be dropped.
   bool handle(Session& s, const std::vector<std::byte>& bytes);
   bool on_auth(Session& s, const Auth& auth);
+  // Checks a COMMIT and adds its range to the session's batch; flush_commits persists the batch
+  // and ACKs its end (one commit mark and one ACK for all the COMMITs of a poll).
   bool on_commit(Session& s, const Commit& c);
+  bool flush_commits(Session& s);
   // Walks the record headers of the mirror from walk_pos_ through those wholly below `to_pos`;
   // returns why the COMMIT ending there must be refused (a record of a volume held at a newer
   // epoch, or bytes that are no record header), or nullopt with *next set to where to go on.
@@ -118,6 +122,7 @@ class MirrorReceiver {
   void refuse(Session& s, RefuseReason reason, const std::string& text);
   bool send(Session& s, const Message& m);
 
+  static constexpr int kDrainPolls = 8;  // looks for more messages after a poll returned some
   nvcache::Store& mirror_;
   const MirrorReceiverOptions options_;
   std::unique_ptr<TransportFactory> own_transport_;  // the libfabric default, when none was given

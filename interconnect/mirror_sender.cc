@@ -164,6 +164,11 @@ void MirrorSender::ship_locked() {
 Status MirrorSender::wait_mirrored(uint64_t end_pos) {
   std::unique_lock lock(mu_);
   const auto start = Clock::now();
+  ++waiting_writers_;
+  struct Leave {
+    MirrorSender* self;
+    ~Leave() { --self->waiting_writers_; }
+  } leave{this};
   for (;;) {
     if (mirrored_pos_ >= end_pos) return Status::ok();
     if (stop_) return Status::error(Code::kAborted, "mirror stopped");
@@ -172,8 +177,25 @@ Status MirrorSender::wait_mirrored(uint64_t end_pos) {
       if (s.code() != Code::kInProgress) return s;
       continue;
     }
-    mirrored_cv_.wait_for(lock, milliseconds(50),
-                          [&] { return mirrored_pos_ >= end_pos || degraded_ || stop_; });
+    last_wait_ = Clock::now();
+    // Poll for the ACK ourselves while nobody else does: the writer that reads its own ACK
+    // saves the wake-up of a thread that would hand it over (wire-protocol.md §7, "Who reads
+    // the ACK"). Otherwise the poller of the moment hands it over through mirrored_cv_.
+    std::unique_lock token(poll_mu_, std::try_to_lock);
+    if (token && conn_) {
+      const std::shared_ptr<Transport> c = conn_;
+      const auto spin = ack_spin_locked();
+      lock.unlock();
+      poll_holding_token(c, milliseconds(1), spin, true);
+      token.unlock();
+      lock.lock();
+      // A writer that waits behind this one takes over the polling.
+      if (mirrored_pos_ >= end_pos && waiting_writers_ > 1) mirrored_cv_.notify_all();
+    } else {
+      if (token) token.unlock();
+      mirrored_cv_.wait_for(lock, milliseconds(50),
+                            [&] { return mirrored_pos_ >= end_pos || degraded_ || stop_; });
+    }
     if (mirrored_pos_ >= end_pos || degraded_ || stop_) continue;
     const auto waited = duration_cast<milliseconds>(Clock::now() - start);
     if (policy_(waited)) {
@@ -184,6 +206,28 @@ Status MirrorSender::wait_mirrored(uint64_t end_pos) {
                            mirror_state_name(state_));
       mirrored_cv_.notify_all();
     }
+  }
+}
+
+std::chrono::microseconds MirrorSender::ack_spin_locked() const {
+  // While an ACK is due, poll busily for a moment. Only while ACKs come back within the spin,
+  // though: for large records (a 1 MiB chunk takes a millisecond) the spin would end before the
+  // ACK came and only take the CPU that shipping and persisting need (docs/performance.md,
+  // "Busy-poll").
+  const bool awaiting_ack = ship_pos_ > conn_acked_pos_;
+  const int64_t last_us = counters_.last_ack_latency_us;
+  return awaiting_ack && last_us <= options_.ack_spin.count() ? options_.ack_spin
+                                                              : std::chrono::microseconds(0);
+}
+
+void MirrorSender::poll_holding_token(const std::shared_ptr<Transport>& c, milliseconds timeout,
+                                      std::chrono::microseconds spin, bool by_writer) {
+  std::vector<std::vector<std::byte>> got;
+  Status polled = c->poll(&got, timeout, spin);
+  for (const auto& g : got) handle(c, g, by_writer);
+  if (!polled.is_ok()) {
+    std::lock_guard lock(mu_);
+    if (conn_ == c) drop_locked(polled.message());
   }
 }
 
@@ -251,8 +295,12 @@ void MirrorSender::trimmed(const nvcache::RingHeader& header) {
   trim_dirty_ = true;
 }
 
-void MirrorSender::handle(const std::vector<std::byte>& bytes) {
+void MirrorSender::handle(const std::shared_ptr<Transport>& c, const std::vector<std::byte>& bytes,
+                          bool by_writer) {
   std::lock_guard lock(mu_);
+  // A message of a connection dropped meanwhile (by another thread) says nothing about this one:
+  // its positions are those of an older handshake.
+  if (conn_ != c) return;
   auto m = decode(bytes);
   if (!m) {
     drop_locked("garbage from the partner: " + m.status().message());
@@ -267,6 +315,8 @@ void MirrorSender::handle(const std::vector<std::byte>& bytes) {
       return;
     }
     conn_acked_pos_ = a->acked_pos;
+    ++counters_.acks;
+    if (by_writer) ++counters_.acks_read_by_writers;
     mirrored_pos_ = std::max(mirrored_pos_, a->acked_pos);
     acked_lsn_ = std::max(acked_lsn_, a->acked_lsn);
     while (!commit_times_.empty() && commit_times_.front().first <= a->acked_pos) {
@@ -421,17 +471,13 @@ void MirrorSender::run() {
     maybe_clear_outdated();
     std::shared_ptr<Transport> c;
     std::chrono::microseconds spin{0};
+    bool writers_poll = false;
     {
       std::lock_guard lock(mu_);
       if (stop_) return;
       c = conn_;
-      // While an ACK is due, poll busily for a moment: a writer is waiting for it. Only while
-      // ACKs come back within the spin, though: for large records (a 1 MiB chunk takes a
-      // millisecond) the spin would end before the ACK came and only take the CPU that
-      // shipping and persisting need (docs/performance.md, "Busy-poll").
-      const bool awaiting_ack = ship_pos_ > conn_acked_pos_;
-      const int64_t last_us = counters_.last_ack_latency_us;
-      if (awaiting_ack && last_us <= options_.ack_spin.count()) spin = options_.ack_spin;
+      spin = ack_spin_locked();
+      writers_poll = waiting_writers_ > 0 || Clock::now() - last_wait_ < kWritersPollWindow;
     }
     // A cut interconnect (fault interconnect.cut): drop the connection, do not reconnect.
     if (options_.faults) {
@@ -449,15 +495,22 @@ void MirrorSender::run() {
       }
       continue;
     }
-    std::vector<std::vector<std::byte>> got;
-    Status polled = c->poll(&got, milliseconds(20), spin);
-    for (const auto& g : got) handle(g);
-    std::lock_guard lock(mu_);
-    if (conn_ != c) continue;  // dropped while handling
-    if (!polled.is_ok()) {
-      drop_locked(polled.message());
-      continue;
+    if (writers_poll) {
+      // Writers are waiting, or were a moment ago: they read the ACKs themselves. Blocking in
+      // the completion queue here would hold the poller token and hand every ACK over through
+      // a wake-up; look in now and then instead, for heartbeats, trims and a silent partner.
+      {
+        std::unique_lock lock(mu_);
+        wake_cv_.wait_for(lock, kLookInterval, [&] { return stop_; });
+      }
+      if (std::unique_lock token(poll_mu_, std::try_to_lock); token)
+        poll_holding_token(c, milliseconds(0), std::chrono::microseconds(0), false);
+    } else {
+      std::lock_guard token(poll_mu_);
+      poll_holding_token(c, milliseconds(20), spin, false);
     }
+    std::lock_guard lock(mu_);
+    if (conn_ != c) continue;  // dropped while polling
     const auto now = Clock::now();
     if (now - last_heard_ > options_.peer_silence_limit) {
       drop_locked("partner silent for " +
@@ -471,7 +524,7 @@ void MirrorSender::run() {
       degraded_ = false;
       options_.logger.info("writes are mirrored again (no longer degraded)");
     }
-    // This thread is also the one that frees send slots (poll): never wait for one here.
+    // A poller frees send slots: never wait for one here (a writer may hold the token).
     if (trim_dirty_ && conn_->can_post(1)) {
       trim_dirty_ = false;
       send_trim_locked(trim_header_);

@@ -16,7 +16,9 @@
 // size of the registered bounce buffer the bytes are shipped from.
 //
 // Threading: filled() and wait_mirrored() run on appender threads; one progress thread connects,
-// polls the completion queue, handles ACKs, heartbeats and trims. mu_ guards all state.
+// sends heartbeats and trims. The completion queue is read by whoever holds the poller token
+// (poll_mu_): a waiting writer when it can take it (it then reads its own ACK), else the progress
+// thread. mu_ guards all state; poll_mu_ is taken before mu_, or with try_lock under it.
 #pragma once
 
 #include <atomic>
@@ -94,6 +96,8 @@ struct MirrorStats {
   int64_t ms_since_heard = -1;
   uint64_t connects = 0;
   uint64_t bytes_shipped = 0;
+  uint64_t acks = 0;
+  uint64_t acks_read_by_writers = 0;  // ... read by a waiting writer, not the progress thread
   bool outdated_marked = false;   // the partner's mirror is marked outdated on the medium (I7)
   std::string last_error;
 };
@@ -148,7 +152,12 @@ class MirrorSender : public nvcache::Replicator {
   void set_state_locked(MirrorState s, const std::string& why);  // requires mu_
   void send_locked(const Message& m);         // requires mu_
   void send_trim_locked(const nvcache::RingHeader& header);  // requires mu_
-  void handle(const std::vector<std::byte>& bytes);
+  void handle(const std::shared_ptr<Transport>& c, const std::vector<std::byte>& bytes, bool by_writer);
+  // Requires poll_mu_ (not mu_): reads c's completion queue and handles what came; `by_writer`:
+  // the caller is a writer waiting for an ACK (counted in acks_read_by_writers).
+  void poll_holding_token(const std::shared_ptr<Transport>& c, std::chrono::milliseconds timeout,
+                          std::chrono::microseconds spin, bool by_writer);
+  std::chrono::microseconds ack_spin_locked() const;  // requires mu_
   // A write at end_pos is to be acknowledged without the mirror (degraded): OK once the mirror
   // is marked outdated (I7); kInProgress to look again (the lock was released meanwhile).
   Status ack_without_mirror_locked(std::unique_lock<std::mutex>& lock, uint64_t end_pos);
@@ -161,11 +170,18 @@ class MirrorSender : public nvcache::Replicator {
   TransportFactory* const transport_;
   std::thread thread_;
 
+  // The poller token: the transport has one poller at a time, and ACKs are handled in order.
+  std::mutex poll_mu_;
+  // The progress thread leaves the polling to writers while one waits, and this long after.
+  static constexpr std::chrono::milliseconds kWritersPollWindow{20};
+  static constexpr std::chrono::milliseconds kLookInterval{5};  // ... looking in this often
   mutable std::mutex mu_;
   std::condition_variable mirrored_cv_;  // mirrored_pos_ advanced, or degraded, or stopping
   std::condition_variable wake_cv_;      // the progress thread: stop
   bool stop_ = false;
   DegradePolicy policy_;
+  int waiting_writers_ = 0;                  // in wait_mirrored()
+  std::chrono::steady_clock::time_point last_wait_{};  // a writer last waited for an ACK
   MirrorState state_ = MirrorState::kDisconnected;
   std::shared_ptr<Transport> conn_;
   Region remote_;

@@ -163,7 +163,8 @@ json node_status(const NodeView& n) {
                    {"last_ack_latency_us", m.last_ack_latency_us},
                    {"ms_since_heard", m.ms_since_heard},
                    {"connects", m.connects},
-                   {"bytes_shipped", m.bytes_shipped},
+                   {"bytes_shipped", m.bytes_shipped}, {"acks", m.acks},
+                   {"acks_read_by_writers", m.acks_read_by_writers},
                    {"last_error", m.last_error}};
   } else {
     s["mirror"] = nullptr;
@@ -172,7 +173,7 @@ json node_status(const NodeView& n) {
     const auto r = n.receiver->stats();
     s["mirror_in"] = {{"connected", r.connected}, {"ring_id", hex64(r.ring_id)},
                       {"session", r.session}, {"acked_pos", r.acked_pos},
-                      {"trim_lsn", r.trim_lsn}, {"commits", r.commits},
+                      {"trim_lsn", r.trim_lsn}, {"commits", r.commits}, {"acks", r.acks},
                       {"bytes_committed", r.bytes_committed}, {"refused", r.refused},
                       {"last_refusal", r.last_refusal}, {"partner_epoch", r.partner_epoch},
                       {"frozen", r.frozen},

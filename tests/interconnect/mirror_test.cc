@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -68,6 +69,18 @@ class MirrorTest : public ::testing::Test {
     if (sender_) sender_->stop();
     if (cache_) cache_->set_replicator(nullptr);
   }
+  // Starts a receiver with `ro` and a sender mirroring the cache's log into it.
+  std::unique_ptr<MirrorReceiver> start_mirroring(const MirrorReceiverOptions& ro) {
+    auto receiver = MirrorReceiver::start(*mirror_, ro);
+    EXPECT_TRUE(receiver.is_ok()) << receiver.status().to_string();
+    if (!receiver) return nullptr;
+    sender_ = std::make_unique<MirrorSender>(cache_->log(), sender_options());
+    sender_->start();
+    cache_->set_replicator(sender_.get());
+    EXPECT_TRUE(eventually([&] { return sender_->stats().state == MirrorState::kMirroring; }))
+        << sender_->stats().last_error;
+    return std::move(*receiver);
+  }
 
   Files files_;
   std::string port_;
@@ -79,13 +92,8 @@ class MirrorTest : public ::testing::Test {
 };
 
 TEST_F(MirrorTest, MirrorIsByteIdenticalBetweenTrimAndHead) {
-  auto receiver = MirrorReceiver::start(*mirror_, receiver_options());
-  ASSERT_TRUE(receiver.is_ok()) << receiver.status().to_string();
-  sender_ = std::make_unique<MirrorSender>(cache_->log(), sender_options());
-  sender_->start();
-  cache_->set_replicator(sender_.get());
-  ASSERT_TRUE(eventually([&] { return sender_->stats().state == MirrorState::kMirroring; }))
-      << sender_->stats().last_error;
+  auto receiver = start_mirroring(receiver_options());
+  ASSERT_TRUE(receiver && sender_->stats().state == MirrorState::kMirroring);
   std::mt19937_64 rng(7);
   for (int i = 0; i < 500; ++i) {
     std::vector<std::byte> data(1 + rng() % 9000);
@@ -114,7 +122,7 @@ TEST_F(MirrorTest, MirrorIsByteIdenticalBetweenTrimAndHead) {
   ASSERT_TRUE(rec.is_ok());
   EXPECT_EQ(primary_records, mirror_records);
   EXPECT_TRUE(rec->header.flags & nvcache::kRingFlagMirror);
-  EXPECT_GE((*receiver)->stats().commits, 1u);
+  EXPECT_GE(receiver->stats().commits, 1u);
 }
 
 TEST_F(MirrorTest, WrongKeyIsRefusedAndNothingIsWritten) {
@@ -132,6 +140,62 @@ TEST_F(MirrorTest, WrongKeyIsRefusedAndNothingIsWritten) {
   ASSERT_TRUE(cache_->write({3, "x"}, 1, 0, data).is_ok());  // degraded after mirror_wait
   EXPECT_TRUE(sender_->stats().degraded);
   EXPECT_EQ((*receiver)->stats().commits, 0u);
+}
+
+
+// Writers waiting one after another read their own ACKs from the completion queue instead of
+// being woken by the progress thread that read it (wire-protocol.md §7, "Who reads the ACK"): one
+// wake-up less per mirrored write. Only the first write after a quiet spell, or an ACK the
+// progress thread happens to see first when it looks in, is handed over.
+TEST_F(MirrorTest, AWriterWaitingAloneReadsItsOwnAck) {
+  auto receiver = start_mirroring(receiver_options());
+  ASSERT_TRUE(receiver && sender_->stats().state == MirrorState::kMirroring);
+  const auto before = sender_->stats();
+  constexpr uint64_t kWrites = 300;
+  std::vector<std::byte> data(4096, std::byte{5});
+  for (uint64_t i = 0; i < kWrites; ++i)
+    ASSERT_TRUE(cache_->write({3, "qd1"}, 1, (i % 64) * 4096, data).is_ok());
+  const auto after = sender_->stats();
+  EXPECT_FALSE(after.degraded);
+  const uint64_t acks = after.acks - before.acks;
+  const uint64_t by_writers = after.acks_read_by_writers - before.acks_read_by_writers;
+  EXPECT_EQ(acks, kWrites);  // one COMMIT per write at QD1, each answered
+  EXPECT_GE(by_writers, acks / 2) << by_writers << " of " << acks << " ACKs read by their writers";
+}
+
+// The COMMITs that reach the receiver together are persisted together and answered with one ACK
+// (wire-protocol.md §7, "Receiver"): here the first COMMIT is held up in the receiver (a
+// delay before its ACK) while three more writers ship one COMMIT each behind it.
+TEST_F(MirrorTest, CommitsThatArriveTogetherAreAcknowledgedTogether) {
+  FaultRegistry faults;
+  auto ro = receiver_options();
+  ro.faults = &faults;
+  auto receiver = start_mirroring(ro);
+  ASSERT_TRUE(receiver && sender_->stats().state == MirrorState::kMirroring);
+  const auto before = receiver->stats();
+  faults.arm(FaultSite::kMirrorBeforeAck, FaultSpec{FaultAction::kDelay, 500});
+  std::vector<std::thread> writers;
+  std::atomic<int> failed{0};
+  for (int i = 0; i < 4; ++i) {
+    const uint64_t shipped = sender_->stats().bytes_shipped;
+    writers.emplace_back([&, i] {
+      std::vector<std::byte> data(3000, std::byte(i));
+      if (!cache_->write({3, "obj" + std::to_string(i)}, 1, 0, data).is_ok()) ++failed;
+    });
+    // One COMMIT per writer: the next one writes once this one's record has been shipped.
+    ASSERT_TRUE(eventually([&] { return sender_->stats().bytes_shipped > shipped; }));
+    if (i == 0) {  // the first COMMIT is held up in the receiver from now on
+      ASSERT_TRUE(eventually([&] { return faults.fired_count(FaultSite::kMirrorBeforeAck) == 1; }));
+    }
+  }
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(failed, 0);
+  const auto after = receiver->stats();
+  EXPECT_EQ(after.commits - before.commits, 4u);
+  EXPECT_EQ(after.acks - before.acks, 2u) << "the three COMMITs queued behind the first were not "
+                                              "acknowledged together";
+  EXPECT_FALSE(sender_->stats().degraded);
+  EXPECT_EQ(sender_->stats().lag_bytes, 0u);
 }
 
 }  // namespace

@@ -152,13 +152,14 @@ const Schema kMirror = {{"partner", T::kUnsigned}, {"state", T::kString}, {"degr
                         {"resync_bytes_left", T::kUnsigned}, {"resync", T::kObject},
                         {"last_ack_latency_us", T::kInteger}, {"ms_since_heard", T::kInteger},
                         {"connects", T::kUnsigned}, {"bytes_shipped", T::kUnsigned},
+                        {"acks", T::kUnsigned}, {"acks_read_by_writers", T::kUnsigned},
                         {"last_error", T::kString}};
 const Schema kResync = {{"bytes_total", T::kUnsigned}, {"bytes_done", T::kUnsigned},
                         {"rate_bytes_per_s", T::kNumber}, {"eta_ms", T::kInteger}};
 const Schema kMirrorIn = {{"connected", T::kBool}, {"ring_id", T::kString}, {"session", T::kUnsigned},
                           {"acked_pos", T::kUnsigned}, {"trim_lsn", T::kUnsigned},
-                          {"commits", T::kUnsigned}, {"bytes_committed", T::kUnsigned},
-                          {"refused", T::kUnsigned}, {"last_refusal", T::kString},
+                          {"commits", T::kUnsigned}, {"acks", T::kUnsigned},
+                          {"bytes_committed", T::kUnsigned}, {"refused", T::kUnsigned}, {"last_refusal", T::kString},
                           {"partner_epoch", T::kUnsigned}, {"frozen", T::kBool},
                           {"ms_since_heard", T::kInteger}};
 const Schema kFault = {{"site", T::kString}, {"action", T::kString}, {"once", T::kBool},
