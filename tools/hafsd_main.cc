@@ -5,6 +5,7 @@
 // destages everything before it stops.
 #include <fcntl.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -68,6 +69,11 @@ class Readiness {
   bool active_ = false;
 };
 
+// systemd's notify protocol (hafsd@.service is Type=notify; docs/install.md): READY=1 once the
+// node serves, STATUS= lines with what it does, STOPPING=1 when it begins to unmount and destage.
+// sd_notify does nothing when NOTIFY_SOCKET is not set (hafsd not started by systemd).
+void notify_service(const std::string& state) { (void)sd_notify(0, state.c_str()); }
+
 // Exit statuses (docs/configuration.md, "Exit status"): 3 for an NV log damaged inside (what it
 // acknowledged cannot all be read back), 4 for a node identity held by another process.
 constexpr int kExitDamaged = 3;
@@ -76,6 +82,7 @@ constexpr int kExitIdentityTaken = 4;
 int fail(Readiness& ready, const Logger& log, const Status& s) {
   log.error("%s", s.to_string().c_str());
   ready.report(false);
+  notify_service("STATUS=failed: " + s.to_string());
   switch (s.code()) {
     case Code::kDataLoss: return kExitDamaged;
     case Code::kBusy: return kExitIdentityTaken;
@@ -260,9 +267,12 @@ int serve(node::Node& node, const tools::HafsdConfig& cfg, FaultRegistry& faults
     names += (names.empty() ? "" : ", ") + v->name() + " (" + fs::write_mode_name(v->mode()) + ")";
   log.info("serving %zu volumes at %s: %s", node.volumes().size(), cfg.mount.c_str(), names.c_str());
   ready.report(true);
+  notify_service("READY=1\nSTATUS=serving " + std::to_string(node.volumes().size()) + " volumes at " +
+                 cfg.mount + (names.empty() ? "" : ": " + names));
 
   Status loop = (*server)->run();
   if (!loop.is_ok()) log.error("%s", loop.to_string().c_str());
+  notify_service("STOPPING=1\nSTATUS=unmounting, then destaging everything");
   {
     std::lock_guard lock(server_mu);
     stopping = true;

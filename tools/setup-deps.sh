@@ -16,6 +16,9 @@ packages=(
   libcli11-dev                             # hafsd / hafsctl command lines
   nlohmann-json3-dev                       # control protocol (JSON lines)
   libsodium-dev                            # interconnect/: HMAC-SHA256 peer authentication
+  libsystemd-dev                           # hafsd: systemd's notify protocol (sd_notify)
+  # the Debian package and its unit (tests/tools/package_test.sh): dpkg-shlibdeps, systemd-analyze
+  dpkg-dev systemd
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev fio
   # integration tests: namespaces, process tools
