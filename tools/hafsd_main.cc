@@ -314,6 +314,8 @@ int main(int argc, char** argv) {
 
   Readiness ready;
   if (cl.daemon) detach(ready, cl.log_file);
+  // The journal stamps lines and reads their priority; anywhere else a line carries its date.
+  log.set_format(stderr_is_journal() ? LogFormat::kJournal : LogFormat::kDateTime);
   // Signals are taken by one thread with sigwait; block them before any other thread exists.
   sigset_t signals;
   sigemptyset(&signals);

@@ -1,7 +1,13 @@
 // base/: CRC32C, Status and Result, and the fault registry every fault-injection test builds on.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <regex>
 #include <csignal>
 #include <cstring>
 #include <random>
@@ -10,6 +16,7 @@
 
 #include "base/crc32c.h"
 #include "base/fault.h"
+#include "base/logger.h"
 #include "base/status.h"
 
 namespace hafs {
@@ -410,6 +417,63 @@ TEST(FaultRegistryDeathTest, CrashFaultKillsTheProcess) {
         (void)faults.hit(FaultSite::kLogAfterLocalPersist);
       },
       ::testing::KilledBySignal(SIGKILL), "");
+}
+
+// What `fn` writes to stderr (fd 2 pointed at a temporary file meanwhile).
+std::string capture_stderr(const std::function<void()>& fn) {
+  std::fflush(stderr);
+  const int saved = ::dup(STDERR_FILENO);
+  FILE* tmp = std::tmpfile();
+  ::dup2(::fileno(tmp), STDERR_FILENO);
+  fn();
+  std::fflush(stderr);
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  std::rewind(tmp);
+  std::string out;
+  char buf[512];
+  while (size_t n = std::fread(buf, 1, sizeof buf, tmp)) out.append(buf, n);
+  std::fclose(tmp);
+  return out;
+}
+
+// The three line formats (docs/install.md, "Logs"): the time of day by default, the date too for
+// a daemon's log file, and for the journal a priority prefix it reads (sd-daemon(3)) and no time.
+TEST(LoggerTest, LinesForTerminalsFilesAndTheJournal) {
+  Logger log("node7", LogLevel::kDebug);
+  const std::string plain = capture_stderr([&] { log.warn("plain %d", 1); });
+  EXPECT_TRUE(std::regex_match(plain, std::regex("\\d\\d:\\d\\d:\\d\\d\\.\\d{6} WARN  node7: plain 1\n"))) << plain;
+  log.set_format(LogFormat::kDateTime);
+  const std::string dated = capture_stderr([&] { log.child("sub").info("dated"); });
+  EXPECT_TRUE(std::regex_match(dated, std::regex("\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\.\\d{6} INFO  node7/sub: dated\n")))
+      << dated;
+  log.set_format(LogFormat::kJournal);
+  const std::string journal = capture_stderr([&] {
+    log.error("e");
+    log.warn("w");
+    log.info("i");
+    log.debug("d");
+  });
+  EXPECT_EQ(journal, "<3>ERROR node7: e\n<4>WARN  node7: w\n<6>INFO  node7: i\n<7>DEBUG node7: d\n");
+}
+
+// JOURNAL_STREAM counts only when it names the very file stderr is (systemd.exec(5)): a service
+// that redirected its stderr elsewhere is not writing to the journal.
+TEST(LoggerTest, StderrIsTheJournalOnlyWhenJournalStreamNamesIt) {
+  bool named = true, other = true, unset = true;
+  capture_stderr([&] {
+    struct stat st {};
+    ASSERT_EQ(::fstat(STDERR_FILENO, &st), 0);
+    ::setenv("JOURNAL_STREAM", (std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino)).c_str(), 1);
+    named = stderr_is_journal();
+    ::setenv("JOURNAL_STREAM", (std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino + 1)).c_str(), 1);
+    other = stderr_is_journal();
+    ::unsetenv("JOURNAL_STREAM");
+    unset = stderr_is_journal();
+  });
+  EXPECT_TRUE(named);
+  EXPECT_FALSE(other);
+  EXPECT_FALSE(unset);
 }
 
 }  // namespace

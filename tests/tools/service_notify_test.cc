@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <mutex>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -107,6 +108,9 @@ TEST(ServiceNotifyTest, ReadyOnceTheMountServesAndStoppingOnSigterm) {
     EXPECT_TRUE(m.mounted) << "READY=1 before the mount was there: " << m.text;
     EXPECT_TRUE(has(m.text, "STATUS=serving 1 volumes at " + p.mount())) << m.text;
   }
+  // Not the journal (no JOURNAL_STREAM): every line carries its date (operations.md, "Log lines").
+  EXPECT_TRUE(std::regex_search(p.log(), std::regex("(^|\n)\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\.\\d{6} INFO  node1: serving ")))
+      << p.log();
   EXPECT_EQ(p.stop(), 0) << p.log();
   EXPECT_TRUE(sock.wait_for("STOPPING=1", 5s)) << p.log();
   ::unsetenv("NOTIFY_SOCKET");
