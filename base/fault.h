@@ -34,6 +34,7 @@ enum class FaultSite : uint8_t {
   kHeartbeatWrite,          // membership: before this node writes its disk heartbeat
   kLeaseBeforeWrite,        // membership: before this node writes an ownership record
   kTakeoverMidReplay,       // takeover: the partner's records applied, own ones not yet
+  kMembershipTick,          // hafsd's membership thread, before each tick (delay = a stalled tick)
   kCount,
 };
 
@@ -64,6 +65,8 @@ inline constexpr std::array<FaultSiteInfo, static_cast<size_t>(FaultSite::kCount
      "before an ownership record write: renewal, claim, hand-over (fail = the write fails)"},
     {FaultSite::kTakeoverMidReplay, "takeover.mid_replay",
      "takeover: the partner's records are on the medium, this node's own not yet destaged"},
+    {FaultSite::kMembershipTick, "membership.tick",
+     "hafsd's membership thread, before each tick (delay:MS = a tick stalled that long)"},
 }};
 
 std::optional<FaultSite> fault_site_by_name(std::string_view name);

@@ -316,7 +316,9 @@ Status Node::start_membership() {
     std::unique_lock lock(membership_mu_);
     while (!membership_stop_) {
       lock.unlock();
+      if (env_.faults) (void)env_.faults->hit(FaultSite::kMembershipTick);
       tick(observe());
+      if (env_.on_tick) env_.on_tick(monitor_->status());
       const auto wait = std::clamp(monitor_->next_tick_at() - env_.clock->now(), membership::Millis(1),
                                    membership::Millis(cfg_.membership.tick_ms));
       lock.lock();

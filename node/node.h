@@ -70,6 +70,9 @@ struct NodeEnv {
   // tick or from a data-path thread: it must not block. The owner stops the node (hafsd signals
   // itself and exits 4 or 3); the partner then serves the volumes.
   std::function<void(const Status&)> on_fatal;
+  // Called after every membership tick, on the membership thread, with what the monitor says
+  // (hafsd: the systemd watchdog ping and STATUS). Must not block.
+  std::function<void(const membership::MonitorStatus&)> on_tick;
 };
 
 class Node {

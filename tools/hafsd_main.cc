@@ -10,8 +10,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cinttypes>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -73,6 +76,86 @@ class Readiness {
 // node serves, STATUS= lines with what it does, STOPPING=1 when it begins to unmount and destage.
 // sd_notify does nothing when NOTIFY_SOCKET is not set (hafsd not started by systemd).
 void notify_service(const std::string& state) { (void)sd_notify(0, state.c_str()); }
+
+// What hafsd tells systemd beyond a failed start (hafsd@.service; docs/install.md), from a thread
+// of its own: sd_notify can block on a full socket, and the membership tick must never wait for
+// systemd.
+//   READY=1 once the mount serves and, with membership, once the node has left STARTING (its
+//     home volumes are claimed or known to be the partner's);
+//   STATUS= with what it serves and the membership state, whenever that changes;
+//   WATCHDOG=1 (WatchdogSec=; docs/membership.md, "The systemd watchdog"): with membership, only
+//     when the membership thread has ticked since the previous ping, so that a thread that
+//     stalls stops both its lease renewals and the pings, and systemd kills and restarts the
+//     node before its lease runs out. Before the first tick (recovery, which may be long) and on
+//     a node without membership, unconditionally.
+class ServiceNotifier {
+ public:
+  explicit ServiceNotifier(bool membership) : membership_(membership) {
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0) period_ = std::chrono::microseconds(usec);
+    if (std::getenv("NOTIFY_SOCKET")) thread_ = std::thread([this] { run(); });
+  }
+  ~ServiceNotifier() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  std::chrono::microseconds watchdog_period() const { return period_; }
+  // The mount serves; `what` says what (READY=1 follows once membership has decided).
+  void serving(std::string what) {
+    std::lock_guard lock(mu_);
+    serving_ = std::move(what);
+    cv_.notify_all();
+  }
+  // The membership thread, after each tick: never waits for more than this mutex.
+  void ticked(const membership::MonitorStatus& status) {
+    std::string state = std::string("membership: node ") + membership::node_state_name(status.state) +
+                        (status.degraded ? " (degraded)" : "");
+    std::lock_guard lock(mu_);
+    ++ticks_;
+    decided_ = decided_ || status.state != membership::NodeState::kStarting;
+    state_ = std::move(state);
+  }
+
+ private:
+  void run() {
+    const auto interval = period_.count() > 0 ? period_ / 4 : std::chrono::microseconds(250000);
+    uint64_t pinged_at_tick = 0;
+    bool ready = false;
+    std::string told;
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      const bool ping = period_.count() > 0 && (ticks_ == 0 || ticks_ != pinged_at_tick);
+      pinged_at_tick = ticks_;
+      std::string message;
+      if (!ready && !serving_.empty() && (!membership_ || decided_)) {
+        ready = true;
+        message = "READY=1\n";
+      }
+      const std::string status = serving_ + (serving_.empty() || state_.empty() ? "" : "; ") + state_;
+      if (status != told) message += "STATUS=" + status + "\n";
+      told = status;
+      if (ping) message += "WATCHDOG=1\n";
+      lock.unlock();
+      if (!message.empty()) notify_service(message);
+      lock.lock();
+      cv_.wait_for(lock, interval, [&] { return stop_; });
+    }
+  }
+  const bool membership_;
+  std::chrono::microseconds period_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::string serving_;    // set once the mount serves
+  bool decided_ = false;   // membership has left STARTING
+  uint64_t ticks_ = 0;
+  std::string state_;      // the newest membership state, for STATUS=
+  std::thread thread_;
+};
 
 // Exit statuses (docs/configuration.md, "Exit status"): 3 for an NV log damaged inside (what it
 // acknowledged cannot all be read back), 4 for a node identity held by another process.
@@ -226,7 +309,7 @@ Result<std::unique_ptr<RealParts>> open_real_parts(const tools::HafsdConfig& cfg
 // start-up that hangs in the mount can still be looked at, then the FUSE mount; afterwards the
 // node destages everything. Returns the exit status.
 int serve(node::Node& node, const tools::HafsdConfig& cfg, FaultRegistry& faults, Readiness& ready,
-          const sigset_t& signals, const Logger& log) {
+          ServiceNotifier& notifier, const sigset_t& signals, const Logger& log) {
   const std::string socket_path = cfg.control_socket.empty()
                                       ? "/run/hafs/hafsd-" + std::to_string(cfg.node_id) + ".sock"
                                       : cfg.control_socket;
@@ -267,8 +350,8 @@ int serve(node::Node& node, const tools::HafsdConfig& cfg, FaultRegistry& faults
     names += (names.empty() ? "" : ", ") + v->name() + " (" + fs::write_mode_name(v->mode()) + ")";
   log.info("serving %zu volumes at %s: %s", node.volumes().size(), cfg.mount.c_str(), names.c_str());
   ready.report(true);
-  notify_service("READY=1\nSTATUS=serving " + std::to_string(node.volumes().size()) + " volumes at " +
-                 cfg.mount + (names.empty() ? "" : ": " + names));
+  notifier.serving("serving " + std::to_string(node.volumes().size()) + " volumes at " + cfg.mount +
+                   (names.empty() ? "" : ": " + names));
 
   Status loop = (*server)->run();
   if (!loop.is_ok()) log.error("%s", loop.to_string().c_str());
@@ -336,7 +419,19 @@ int main(int argc, char** argv) {
   env.format_nvlog = [&cfg](nvcache::Store& s) { return format_nvlog(s, cfg.node_id); };
   // The signal thread stops the node; the exit status says why (node.fatal(): 3 or 4).
   env.on_fatal = [](const Status&) { ::kill(::getpid(), SIGTERM); };
+  ServiceNotifier notifier(cfg.has_membership());
+  if (const auto period = notifier.watchdog_period(); period.count() > 0) {
+    log.info("systemd watchdog: every %lld ms", static_cast<long long>(period.count() / 1000));
+    if (cfg.has_membership()) {
+      const auto& mc = cfg.membership;
+      if (period.count() / 1000 > static_cast<long long>(mc.lease_ms - mc.margin_ms - mc.io_timeout_ms))
+        log.warn("the systemd watchdog (%lld ms) is longer than lease_ms - margin_ms - io_timeout_ms (%u ms): "
+                 "a stalled node would be killed only after its lease ran out (membership.md, \"The systemd watchdog\")",
+                 static_cast<long long>(period.count() / 1000), mc.lease_ms - mc.margin_ms - mc.io_timeout_ms);
+    }
+  }
+  env.on_tick = [&notifier](const membership::MonitorStatus& s) { notifier.ticked(s); };
   auto node = node::Node::open(cfg, std::move(env), log);
   if (!node) return fail(ready, log, node.status());
-  return serve(**node, cfg, faults, ready, signals, log);
+  return serve(**node, cfg, faults, ready, notifier, signals, log);
 }

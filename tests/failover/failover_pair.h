@@ -477,6 +477,7 @@ class FailoverTest : public ::testing::Test {
       spec.medium_dir = medium_;
       spec.nvlog_size = "32MiB";
       if (ns) spec.launcher = ns->launcher(static_cast<int>(i));
+      else spec.launcher = launchers_[i];
       spec.extra_args = {"--set", "nvlog.destage_interval_ms=60000",
                          "--set", "interconnect.partner_node_id=" + std::to_string(partner.id),
                          "--set", "interconnect.listen=" + host + ":" + n.port,
@@ -608,6 +609,9 @@ class FailoverTest : public ::testing::Test {
   std::string medium_, scratch_;
   // Degraded policies (volume name -> local-log | write-through) for start_pair.
   std::vector<std::pair<std::string, std::string>> volume_degraded_;
+  // Set before start_pair: what each node's hafsd is started through (without namespaces), e.g.
+  // {"/usr/bin/env", "NOTIFY_SOCKET=..."} for one node's environment.
+  std::array<std::vector<std::string>, 2> launchers_;
   Node nodes_[2];
   std::unique_ptr<ServingWatcher> watcher_;
   std::unique_ptr<NetnsPair> ns_;

@@ -18,77 +18,12 @@
 #include <vector>
 
 #include "tests/support/hafsd_process.h"
+#include "tests/support/notify_socket.h"
 
 namespace hafs::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-// The receiving end of NOTIFY_SOCKET. A thread reads every datagram as soon as it arrives and
-// notes, for each, whether `watched` was a mount point at that moment.
-class NotifySocket {
- public:
-  NotifySocket() {
-    dir_ = std::filesystem::temp_directory_path() / ("hafs-notify-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-    path_ = dir_ + "/notify";
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
-    bound_ = fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    timeval tv{0, 1000};  // 1 ms: the reader looks at `stop_` this often
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~NotifySocket() {
-    stop_ = true;
-    if (reader_.joinable()) reader_.join();
-    if (fd_ >= 0) ::close(fd_);
-    std::filesystem::remove_all(dir_);
-  }
-  bool bound() const { return bound_; }
-  const std::string& path() const { return path_; }
-
-  void start_reading(const std::string& watched) {
-    reader_ = std::thread([this, watched] {
-      char buf[4096];
-      while (!stop_) {
-        const ssize_t n = ::recv(fd_, buf, sizeof buf - 1, 0);
-        if (n <= 0) continue;
-        const bool mounted = is_mounted(watched);
-        std::lock_guard lock(mu_);
-        messages_.push_back({std::string(buf, static_cast<size_t>(n)), mounted});
-      }
-    });
-  }
-  struct Message {
-    std::string text;
-    bool mounted;  // the watched mount point was mounted when it arrived
-  };
-  std::vector<Message> messages() {
-    std::lock_guard lock(mu_);
-    return messages_;
-  }
-  // Waits up to `limit` for a message containing `part`.
-  bool wait_for(const std::string& part, std::chrono::milliseconds limit = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-      for (const auto& m : messages())
-        if (m.text.find(part) != std::string::npos) return true;
-      std::this_thread::sleep_for(5ms);  // polling a vector the reader fills
-    }
-    return false;
-  }
-
- private:
-  std::string dir_, path_;
-  int fd_ = -1;
-  bool bound_ = false;
-  std::atomic<bool> stop_{false};
-  std::thread reader_;
-  std::mutex mu_;
-  std::vector<Message> messages_;
-};
 
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
