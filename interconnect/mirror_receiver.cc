@@ -32,7 +32,7 @@ struct MirrorReceiver::Session {
   std::optional<uint64_t> batch_from;
   uint64_t batch_lsn = 0;         // the newest upto_lsn the batch's COMMITs named (0: none)
   uint64_t batch_commits = 0;
-  uint64_t batch_walk_from = 0;   // walk_pos_ before the batch: restored when it fails
+  uint64_t batch_walk_from = 0;   // walk_pos_ before the batch: restored when it is dropped
   ~Session() {
     if (conn) conn->unregister(region);
   }
@@ -317,7 +317,8 @@ void MirrorReceiver::run() {
       ok = handle(*s, bytes);
     }
     if (ok) ok = flush_commits(*s);
-    if (!ok && s->batch_from) walk_pos_ = s->batch_walk_from;  // walked again when resent
+    // A batch not persisted (refused, or its persist failed) is resent and walked again.
+    if (!ok && s->batch_from) walk_pos_ = s->batch_walk_from;
     if (!ok) {
       drop("protocol");
     } else if (!polled.is_ok()) {
@@ -516,9 +517,6 @@ bool MirrorReceiver::on_commit(Session& s, const Commit& c) {
 bool MirrorReceiver::flush_commits(Session& s) {
   if (!s.batch_from) return true;
   const uint64_t from = *s.batch_from, to = *s.expect_pos, upto_lsn = s.batch_lsn;
-  const uint64_t commits = s.batch_commits;
-  s.batch_from.reset();
-  s.batch_lsn = s.batch_commits = 0;
   // Persist what the sender wrote into the region: the write completed at the sender is not a
   // persisted write here until this returns.
   const uint64_t data = mirror_.size() - nvcache::kDataOffset;
@@ -536,9 +534,11 @@ bool MirrorReceiver::flush_commits(Session& s) {
   if (st.is_ok() && options_.faults) st = options_.faults->hit(FaultSite::kMirrorBeforeAck);
   if (!st.is_ok()) {
     options_.logger.error("mirror persist failed: %s", st.to_string().c_str());
-    walk_pos_ = s.batch_walk_from;  // the records of the batch are walked again when resent
-    return false;  // no ACK: the sender's writes wait, or go degraded
+    return false;  // no ACK (the batch stays, and is dropped with the connection)
   }
+  const uint64_t commits = s.batch_commits;
+  s.batch_from.reset();
+  s.batch_lsn = s.batch_commits = 0;
   {
     std::lock_guard lock(mu_);
     stats_.acked_pos = to;

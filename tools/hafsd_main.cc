@@ -72,9 +72,9 @@ class Readiness {
   bool active_ = false;
 };
 
-// systemd's notify protocol (hafsd@.service is Type=notify; docs/install.md): READY=1 once the
-// node serves, STATUS= lines with what it does, STOPPING=1 when it begins to unmount and destage.
-// sd_notify does nothing when NOTIFY_SOCKET is not set (hafsd not started by systemd).
+// One message of systemd's notify protocol (hafsd@.service is Type=notify; docs/install.md):
+// STATUS=failed, STOPPING=1 from the main thread, the rest from ServiceNotifier. sd_notify does
+// nothing when NOTIFY_SOCKET is not set (hafsd not started by systemd).
 void notify_service(const std::string& state) { (void)sd_notify(0, state.c_str()); }
 
 // What hafsd tells systemd beyond a failed start (hafsd@.service; docs/install.md), from a thread
@@ -421,14 +421,14 @@ int main(int argc, char** argv) {
   env.on_fatal = [](const Status&) { ::kill(::getpid(), SIGTERM); };
   ServiceNotifier notifier(cfg.has_membership());
   if (const auto period = notifier.watchdog_period(); period.count() > 0) {
-    log.info("systemd watchdog: every %lld ms", static_cast<long long>(period.count() / 1000));
-    if (cfg.has_membership()) {
-      const auto& mc = cfg.membership;
-      if (period.count() / 1000 > static_cast<long long>(mc.lease_ms - mc.margin_ms - mc.io_timeout_ms))
-        log.warn("the systemd watchdog (%lld ms) is longer than lease_ms - margin_ms - io_timeout_ms (%u ms): "
-                 "a stalled node would be killed only after its lease ran out (membership.md, \"The systemd watchdog\")",
-                 static_cast<long long>(period.count() / 1000), mc.lease_ms - mc.margin_ms - mc.io_timeout_ms);
-    }
+    const long long watchdog_ms = std::chrono::duration_cast<std::chrono::milliseconds>(period).count();
+    log.info("systemd watchdog: every %lld ms", watchdog_ms);
+    const auto& mc = cfg.membership;
+    const long long lease_left_ms = static_cast<long long>(mc.lease_ms) - mc.margin_ms - mc.io_timeout_ms;
+    if (cfg.has_membership() && watchdog_ms > lease_left_ms)
+      log.warn("the systemd watchdog (%lld ms) is longer than lease_ms - margin_ms - io_timeout_ms (%lld ms): "
+               "a stalled node would be killed only after its lease ran out (membership.md, \"The systemd watchdog\")",
+               watchdog_ms, lease_left_ms);
   }
   env.on_tick = [&notifier](const membership::MonitorStatus& s) { notifier.ticked(s); };
   auto node = node::Node::open(cfg, std::move(env), log);

@@ -19,8 +19,9 @@ echo "package: $(basename "$deb")"
 
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
+packed=",${depends// /},"  # "fuse3, libc6 (>= 2.34)" -> ",fuse3,libc6(>=2.34),"
 for lib in fuse3 libfuse3-3 libfabric1 libpmem2 libsodium23 libsystemd0 libtomlplusplus3; do
-  [[ ",$depends," == *", $lib"[\ ,]* || ",$depends," == *",$lib"[\ ,]* ]] || fail "Depends lacks $lib"
+  [[ $packed == *",$lib"[,\(]* ]] || fail "Depends lacks $lib"
 done
 
 root=$work/root
