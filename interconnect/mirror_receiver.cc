@@ -159,7 +159,8 @@ std::optional<std::pair<RefuseReason, std::string>> MirrorReceiver::walk_committ
       pos = kWalkLost;
       break;
     }
-    if (h->type == nvcache::RecordType::kWrite || h->type == nvcache::RecordType::kFence)
+    if (h->type == nvcache::RecordType::kWrite || h->type == nvcache::RecordType::kFence ||
+        h->type == nvcache::RecordType::kMeta)
       for (const auto& [volume, epoch] : held)
         if (h->volume_id == volume && h->epoch < epoch)
           return std::pair{RefuseReason::kStaleEpoch,

@@ -9,6 +9,13 @@
 
 namespace hafs::nvcache {
 
+Status DestageTarget::apply_meta(const MetaRecord& record) {
+  return Status::error(Code::kInvalidArgument, "META record LSN " + std::to_string(record.lsn) +
+                                                   ": this medium does not take metadata records");
+}
+
+Status DestageTarget::sync_volume(uint32_t) { return Status::ok(); }
+
 Status RingBytes::read(uint64_t data_pos, std::span<std::byte> out) const {
   const uint64_t off = data_pos % data_bytes_;
   HAFS_CHECK(off + out.size() <= data_bytes_, "staged extent crosses the end of the ring");
@@ -28,7 +35,7 @@ Status RingBytes::read_record(uint64_t record_pos, uint64_t lsn, CheckedRecord* 
   if (h->lsn == lsn && h->pos == record_pos && h->type == RecordType::kVoid)
     return Status::error(Code::kStaleEpoch, "NV log record LSN " + std::to_string(lsn) +
                                                 " was voided: the partner took its volume over");
-  if (h->lsn != lsn || h->pos != record_pos || h->type != RecordType::kWrite)
+  if (h->lsn != lsn || h->pos != record_pos || !carries_payload(h->type))
     return damaged("its header names LSN " + std::to_string(h->lsn) + " at position " + std::to_string(h->pos));
   if (record_pos % data_bytes_ + payload_offset(h->key_len) + h->payload_len > data_bytes_)
     return damaged("its length runs past the end of the ring");
@@ -67,7 +74,8 @@ bool object_gone(const Status& s) { return s.code() == Code::kStale || s.code() 
 Result<DestageResult> destage_objects(const std::vector<ObjectId>& objects, uint64_t max_lsn,
                                       const ExtentLister& list, const RingBytes& ring,
                                       DestageTarget& target, FaultRegistry* faults,
-                                      const Logger& logger, const DamageHandler& on_damaged) {
+                                      const Logger& logger, const DamageHandler& on_damaged,
+                                      bool sync_each) {
   DestageResult result;
   CheckedRecord record;
   for (const ObjectId& object : objects) {
@@ -117,7 +125,7 @@ Result<DestageResult> destage_objects(const std::vector<ObjectId>& objects, uint
     for (const auto& b : buffers) result.bytes += b.size();
   }
   HAFS_RETURN_IF_ERROR(fault(faults, FaultSite::kDestageBeforeSync));
-  for (size_t i = 0; i < result.written.size();) {
+  for (size_t i = 0; sync_each && i < result.written.size();) {
     Status s = target.sync(result.written[i]);
     if (object_gone(s)) {  // unlinked between write and sync: nothing left to keep
       result.gone.push_back(result.written[i]);

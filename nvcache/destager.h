@@ -16,6 +16,15 @@
 
 namespace hafs::nvcache {
 
+// A META record as replay hands it to the medium.
+struct MetaRecord {
+  uint32_t volume_id = 0;
+  uint64_t epoch = 0;
+  uint64_t ring_id = 0;
+  uint64_t lsn = 0;
+  std::span<const std::byte> payload;
+};
+
 struct DestageExtent {
   uint64_t file_offset = 0;
   std::span<const std::byte> data;
@@ -31,6 +40,15 @@ class DestageTarget {
                        std::span<const DestageExtent> extents) = 0;
   // Makes everything written to the object durable on the medium.
   virtual Status sync(const ObjectId& object) = 0;
+
+  // A META record (a metadata operation logged instead of synced, docs/design.md §9), replayed
+  // after a restart or a takeover: redo it on the medium unless the medium already holds it.
+  // `ring_id` and `lsn` name the record for the volume's applied stamp. kStale or kNotFound:
+  // what it acts on is gone (a later record removed it), nothing to redo.
+  virtual Status apply_meta(const MetaRecord& record);
+  // Makes every metadata operation executed on the volume so far durable (syncfs): the META
+  // records of those operations may then be trimmed.
+  virtual Status sync_volume(uint32_t volume_id);
 };
 
 // What one destage of a set of objects did.
@@ -43,7 +61,7 @@ struct DestageResult {
 
 // Reads the ring bytes of staged extents. The ring space of an extent stays valid until the
 // ring is trimmed past its record, which happens only after the extent has left the index.
-// A WRITE record read whole and checked (RingBytes::read_record): header, key and payload.
+// A WRITE or META record read whole and checked (RingBytes::read_record): header, key and payload.
 struct CheckedRecord {
   uint64_t pos = UINT64_MAX;  // logical ring position; UINT64_MAX: none read yet
   uint64_t lsn = 0;
@@ -55,7 +73,7 @@ class RingBytes {
  public:
   RingBytes(const Store& store, uint64_t data_bytes) : store_(&store), data_bytes_(data_bytes) {}
   Status read(uint64_t data_pos, std::span<std::byte> out) const;
-  // Reads the WRITE record at logical position `record_pos` whole into `out` and checks that it
+  // Reads the WRITE (or META) record at logical position `record_pos` whole into `out` and checks that it
   // is still whole: its header (with the key) and payload CRCs match and it is the record of
   // `lsn`. A byte that turned bad in the NV log after the append (a memory or media error) is
   // found here, before the record's bytes are served to a reader or written to the medium:
@@ -79,9 +97,12 @@ class RingBytes {
 // record staged (nothing is removed from any index here): the caller retries later.
 using ExtentLister = std::function<std::vector<StagedExtent>(const ObjectId&)>;
 using DamageHandler = std::function<void(const StagedExtent&, const Status&)>;
+// With `sync_each` false the objects are written but not synced: the caller syncs their volumes
+// (DestageTarget::sync_volume) before it lets their records go.
 Result<DestageResult> destage_objects(const std::vector<ObjectId>& objects, uint64_t max_lsn,
                                       const ExtentLister& extents, const RingBytes& ring,
                                       DestageTarget& target, FaultRegistry* faults,
-                                      const Logger& logger, const DamageHandler& on_damaged = {});
+                                      const Logger& logger, const DamageHandler& on_damaged = {},
+                                      bool sync_each = true);
 
 }  // namespace hafs::nvcache

@@ -50,9 +50,10 @@ Result<RingHeader> decode_ring_header(std::span<const std::byte> in, uint64_t fi
   if (crc != crc32c(in.data(), ring_off::kCrc))
     return Status::error(Code::kCorruption, "ring header CRC mismatch");
   const uint32_t version = get_le<uint32_t>(in, ring_off::kVersion);
-  if (version != kRingVersion)
+  if (version < kOldestRingVersion || version > kRingVersion)
     return Status::error(Code::kCorruption, "unsupported ring version " + std::to_string(version) +
-                                                " (this build reads " +
+                                                " (this build reads versions " +
+                                                std::to_string(kOldestRingVersion) + " to " +
                                                 std::to_string(kRingVersion) + ")");
   RingHeader h;
   h.ring_bytes = get_le<uint64_t>(in, ring_off::kRingBytes);
@@ -116,7 +117,8 @@ Result<RecordHeader> decode_record_header(std::span<const std::byte, kRecordHead
       type != static_cast<uint8_t>(RecordType::kPad) &&
       type != static_cast<uint8_t>(RecordType::kFence) &&
       type != static_cast<uint8_t>(RecordType::kDamaged) &&
-      type != static_cast<uint8_t>(RecordType::kVoid))
+      type != static_cast<uint8_t>(RecordType::kVoid) &&
+      type != static_cast<uint8_t>(RecordType::kMeta))
     return Status::error(Code::kCorruption, "unknown record type " + std::to_string(type));
   h.type = static_cast<RecordType>(type);
   h.key_len = get_le<uint16_t>(in, rec_off::kKeyLen);
@@ -132,7 +134,7 @@ Result<RecordHeader> decode_record_header(std::span<const std::byte, kRecordHead
   if (h.key_len > kMaxKeyBytes)
     return Status::error(Code::kCorruption, "record key length " + std::to_string(h.key_len) +
                                                 " exceeds " + std::to_string(kMaxKeyBytes));
-  if ((h.type == RecordType::kWrite || h.type == RecordType::kVoid) && h.payload_len > kMaxPayloadBytes)
+  if ((carries_payload(h.type) || h.type == RecordType::kVoid) && h.payload_len > kMaxPayloadBytes)
     return Status::error(Code::kCorruption, "record payload length " +
                                                 std::to_string(h.payload_len) + " exceeds " +
                                                 std::to_string(kMaxPayloadBytes));

@@ -19,7 +19,8 @@ namespace hafs::nvcache {
 
 // ---- ring header --------------------------------------------------------------------------
 inline constexpr uint64_t kRingMagic = 0x31474E5253464148ull;  // "HAFSRNG1" read as LE bytes
-inline constexpr uint32_t kRingVersion = 1;
+inline constexpr uint32_t kRingVersion = 2;        // 2: META records (log-format.md §6a)
+inline constexpr uint32_t kOldestRingVersion = 1;  // read as well: a version-1 ring holds no META
 inline constexpr uint64_t kHeaderSlotBytes = 4096;   // each header copy owns one 4 KiB block
 inline constexpr uint64_t kDataOffset = 2 * kHeaderSlotBytes;
 inline constexpr uint32_t kRecordAlign = 64;         // records start on 64-byte boundaries
@@ -109,7 +110,12 @@ enum class RecordType : uint8_t {
   kVoid = 5,   // a WRITE or FENCE of a volume the partner took over at a newer epoch, voided in
                // place by this node once it learned so (NvCache::supersede): nobody applies it,
                // and the partner's mirror may hold it; key, offset and payload stay as they were
+  kMeta = 6,   // a metadata operation already executed on the medium (create, rename, ...):
+               // the payload says what (fs/meta_op.h); no key. Replay redoes it in LSN order
+               // unless the medium already holds it (docs/design.md §9)
 };
+// Record types whose payload is part of the record (read, CRC-checked, mirrored).
+constexpr bool carries_payload(RecordType t) { return t == RecordType::kWrite || t == RecordType::kMeta; }
 
 namespace rec_off {
 inline constexpr size_t kMagic = 0;        // u32

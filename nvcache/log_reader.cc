@@ -113,13 +113,13 @@ Result<bool> LogReader::next(RecordView* out) {
       return stop(ScanEnd::kCorrupt, "record says position " + std::to_string(h.pos) + " " + where);
     if (h.type == RecordType::kDamaged)
       return stop(ScanEnd::kDamaged, "the record was found damaged while the node ran (DAMAGED marker) " + where);
-    if (h.type == RecordType::kWrite) {
+    if (carries_payload(h.type)) {
       buf_.resize(payload_offset(h.key_len) + h.payload_len);
       HAFS_RETURN_IF_ERROR(read_at(next_pos_ + head_len, std::span(buf_).subspan(head_len)));
     }
     const std::span<const std::byte> payload(buf_.data() + payload_offset(h.key_len),
-                                             h.type == RecordType::kWrite ? h.payload_len : 0);
-    if (h.type == RecordType::kWrite && crc32c(payload) != h.payload_crc)
+                                             carries_payload(h.type) ? h.payload_len : 0);
+    if (carries_payload(h.type) && crc32c(payload) != h.payload_crc)
       return stop(ScanEnd::kTorn, "payload CRC mismatch " + where);
 
     last_session_ = h.session;
@@ -234,7 +234,7 @@ Result<std::optional<RecordHeader>> valid_record_at(const Store& store, const Ri
   HAFS_RETURN_IF_ERROR(store.read(kDataOffset + offset, bytes));
   if (!verify_record_header_crc(std::span(bytes).first(kRecordHeaderBytes + h->key_len)))
     return std::optional<RecordHeader>();
-  if (h->type == RecordType::kWrite &&
+  if (carries_payload(h->type) &&
       crc32c(std::span(bytes).subspan(payload_offset(h->key_len))) != h->payload_crc)
     return std::optional<RecordHeader>();
   return std::optional<RecordHeader>(*h);

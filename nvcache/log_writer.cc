@@ -200,7 +200,8 @@ Result<uint64_t> Log::void_records(uint64_t from, uint64_t to,
     if (!h || h->pos != pos)
       return Status::error(Code::kCorruption, "no record header at position " + std::to_string(pos) +
                                                   " of the NV log (voiding records)");
-    if ((h->type == RecordType::kWrite || h->type == RecordType::kFence) && pick(h->volume_id, h->epoch)) {
+    if ((h->type == RecordType::kWrite || h->type == RecordType::kFence || h->type == RecordType::kMeta) &&
+        pick(h->volume_id, h->epoch)) {
       // The header CRC covers the key: re-encode header and key with the new type. Key, file
       // offset and payload (with its CRC) stay, so a dump still shows what the record held.
       head.resize(kRecordHeaderBytes + h->key_len);
@@ -229,7 +230,7 @@ Status Log::fill(const Reservation& r, const AppendSpec& spec) {
   if (r.pad_lsn) s = write_pad(r.pad_lsn, r.pad_pos, r.pad_span);
   if (s.is_ok()) {
     RecordHeader h;
-    HAFS_CHECK(spec.type == RecordType::kWrite || spec.payload.empty(), "a FENCE has no payload");
+    HAFS_CHECK(carries_payload(spec.type) || spec.payload.empty(), "a FENCE has no payload");
     h.type = spec.type;
     h.key_len = static_cast<uint16_t>(spec.key.size());
     h.lsn = r.lsn;

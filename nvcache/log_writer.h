@@ -40,7 +40,7 @@ struct AppendSpec {
   std::span<const std::byte> key;
   uint64_t file_offset = 0;
   std::span<const std::byte> payload;
-  RecordType type = RecordType::kWrite;  // kWrite or kFence (no payload)
+  RecordType type = RecordType::kWrite;  // kWrite, kMeta, or kFence (no payload)
 };
 
 // Where a reserved record sits. A reservation that would cross the end of the data area comes

@@ -30,6 +30,7 @@ void log_recovery(const Logger& logger, const char* what, const RecoveredRing& r
 // Recovery and replay rebuild the index record by record, in LSN order: a WRITE stages its
 // bytes (newest wins), a FENCE forgets everything staged for its object before it.
 void apply_to_index(ExtentIndex& index, const RecordView& v) {
+  if (v.header.type == RecordType::kMeta) return;  // redone by the target, not staged
   ObjectId object{v.header.volume_id,
                   std::string(reinterpret_cast<const char*>(v.key.data()), v.key.size())};
   if (v.header.type == RecordType::kFence) {
@@ -49,6 +50,8 @@ Result<std::unique_ptr<NvCache>> NvCache::open(Store& store, DestageTarget& targ
   auto cache = std::unique_ptr<NvCache>(new NvCache(store, target, std::move(options)));
   uint64_t indexed = 0;
   auto rec = scan_ring(store, [&](const RecordView& v) {
+    if (v.header.type == RecordType::kMeta)
+      cache->meta_pins_[v.header.lsn] = MetaPin{v.header.pos, v.header.volume_id, v.header.epoch, false};
     apply_to_index(cache->index_, v);
     ++indexed;
   });
@@ -208,7 +211,10 @@ bool NvCache::under_pressure() const {
   return index_.extent_count() * 2 >= options_.max_extents;
 }
 
-Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64_t upto_lsn) {
+Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64_t upto_lsn,
+                                     bool defer_sync) {
+  // Recovered metadata operations first: a file's data may need the create that made it (I4).
+  HAFS_RETURN_IF_ERROR(redo_recovered_meta_locked());
   const TrimPoint complete = log_->complete_point();
   // Every record up to complete.lsn - 1 is durable and indexed.
   const uint64_t max_lsn = std::min(complete.lsn - 1, upto_lsn);
@@ -222,7 +228,10 @@ Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64
                                           [this](uint32_t v) { return destage_eligible(v); });
     }
   }
+  // A pass for one object (a flush before a metadata operation) leaves the metadata sync to the
+  // destager's next full pass: it needs that object's data on the medium, nothing more.
   if (objects.empty()) {
+    if (!only) HAFS_RETURN_IF_ERROR(sync_meta_locked());
     HAFS_RETURN_IF_ERROR(trim_locked());
     return size_t{0};
   }
@@ -234,10 +243,29 @@ Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64
   };
   // Nothing damaged goes to the medium: every byte written comes from a record checked whole.
   const auto started = std::chrono::steady_clock::now();
+  // The oldest record a deferred sync leaves unsynced: it stays pinned until the next full pass.
+  std::optional<MetaPin> deferred;
+  uint64_t deferred_lsn = UINT64_MAX;
+  if (defer_sync && options_.sync_volumes && only)
+    for (const StagedExtent& e : lister(*only))
+      if (e.lsn <= max_lsn && e.lsn < deferred_lsn) {
+        deferred_lsn = e.lsn;
+        deferred = MetaPin{e.record_pos, only->volume_id, e.epoch, true};
+      }
   auto result = destage_objects(objects, max_lsn, lister, ring_bytes_, target_, options_.faults,
                                 options_.logger, [this](const StagedExtent& e, const Status& why) {
                                   report_damage(e.record_pos, e.lsn, why);
-                                });
+                                }, !options_.sync_volumes);
+  if (result && options_.sync_volumes && !deferred) {
+    std::set<uint32_t> volumes;
+    for (const auto& o : result->written) volumes.insert(o.volume_id);
+    for (uint32_t v : volumes)
+      if (Status s = target_.sync_volume(v); !s.is_ok()) result = s;
+  }
+  if (result && deferred && !result->written.empty()) {
+    std::unique_lock lock(index_mu_);
+    meta_pins_.try_emplace(deferred_lsn, *deferred);
+  }
   const auto took = std::chrono::steady_clock::now() - started;
   destage_passes_.fetch_add(1, std::memory_order_relaxed);
   if (!result) {
@@ -258,8 +286,96 @@ Result<size_t> NvCache::destage_pass(const std::optional<ObjectId>& only, uint64
     std::lock_guard lock(error_mu_);
     last_destage_error_.clear();
   }
+  if (!only) HAFS_RETURN_IF_ERROR(sync_meta_locked());
   HAFS_RETURN_IF_ERROR(trim_locked());
   return result->written.size() + result->gone.size();
+}
+
+Result<NvCache::MetaTicket> NvCache::append_meta(uint32_t volume_id, uint64_t epoch,
+                                                 std::span<const std::byte> payload) {
+  if (payload.size() > options_.max_record_payload)
+    return Status::error(Code::kInvalidArgument, "metadata record larger than a record's payload");
+  AppendSpec spec{volume_id, epoch, {}, 0, payload, RecordType::kMeta};
+  auto r = log_->reserve(0, static_cast<uint32_t>(payload.size()));
+  if (!r) return r.status();
+  HAFS_RETURN_IF_ERROR(log_->fill(*r, spec));
+  HAFS_RETURN_IF_ERROR(log_->persist(*r));
+  {
+    std::unique_lock lock(index_mu_);
+    meta_pins_[r->lsn] = MetaPin{r->pos, volume_id, epoch, true};
+  }
+  meta_records_.fetch_add(1, std::memory_order_relaxed);
+  return MetaTicket{*r, volume_id, epoch};
+}
+
+Status NvCache::finish_meta(const MetaTicket& t) {
+  HAFS_RETURN_IF_ERROR(log_->complete(t.reservation));
+  if (Replicator* rep = replicator_.load(std::memory_order_acquire))
+    HAFS_RETURN_IF_ERROR(rep->wait_mirrored(t.reservation.end_pos()));
+  if (superseded(t.volume_id, t.epoch))
+    return Status::error(Code::kStaleEpoch, "volume " + std::to_string(t.volume_id) +
+                                                " was taken over by the partner at a newer epoch than " +
+                                                std::to_string(t.epoch));
+  records_appended_.fetch_add(1, std::memory_order_relaxed);
+  return Status::ok();
+}
+
+uint64_t NvCache::unsynced_meta() const {
+  std::shared_lock lock(index_mu_);
+  return meta_pins_.size();
+}
+
+Status NvCache::redo_recovered_meta_locked() {
+  std::vector<std::pair<uint64_t, MetaPin>> todo;
+  {
+    std::shared_lock lock(index_mu_);
+    for (const auto& [lsn, pin] : meta_pins_)
+      if (!pin.redone && destage_eligible(pin.volume_id) && !superseded(pin.volume_id, pin.epoch))
+        todo.emplace_back(lsn, pin);
+  }
+  CheckedRecord record;
+  for (const auto& [lsn, pin] : todo) {
+    if (Status s = ring_bytes_.read_record(pin.pos, lsn, &record); !s.is_ok()) {
+      if (s.code() == Code::kDataLoss) report_damage(pin.pos, lsn, s);
+      return s;
+    }
+    const MetaRecord meta{pin.volume_id, pin.epoch, log_->ring_id(), lsn,
+                          std::span<const std::byte>(record.bytes).subspan(record.payload_at)};
+    Status s = target_.apply_meta(meta);
+    if (!s.is_ok() && s.code() != Code::kStale && s.code() != Code::kNotFound)
+      return s.with_context("redo of metadata record LSN " + std::to_string(lsn));
+    std::unique_lock lock(index_mu_);
+    if (auto it = meta_pins_.find(lsn); it != meta_pins_.end()) it->second.redone = true;
+  }
+  return Status::ok();
+}
+
+Status NvCache::sync_meta_locked() {
+  std::set<uint32_t> volumes;
+  uint64_t upto = 0;
+  {
+    std::shared_lock lock(index_mu_);
+    for (const auto& [lsn, pin] : meta_pins_) {
+      if (!pin.redone) continue;  // a paused volume's recovered record: still to be redone
+      volumes.insert(pin.volume_id);
+      upto = lsn;
+    }
+  }
+  if (volumes.empty()) return Status::ok();
+  // Every operation of a pin taken above was executed before its record was appended, so
+  // before this sync starts.
+  for (uint32_t v : volumes) {
+    HAFS_RETURN_IF_ERROR(target_.sync_volume(v));
+    meta_syncs_.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::unique_lock lock(index_mu_);
+  std::erase_if(meta_pins_, [&](const auto& e) { return e.first <= upto && e.second.redone; });
+  return Status::ok();
+}
+
+void NvCache::drop_meta_pins(uint32_t volume_id, const std::function<bool(uint64_t, const MetaPin&)>& drop) {
+  std::unique_lock lock(index_mu_);
+  std::erase_if(meta_pins_, [&](const auto& e) { return e.second.volume_id == volume_id && drop(e.first, e.second); });
 }
 
 void NvCache::report_damage(uint64_t pos, uint64_t lsn, const Status& why) const {
@@ -280,6 +396,8 @@ Status NvCache::trim_locked() {
       to = TrimPoint{oldest->first, oldest->second};
     if (!trim_pins_.empty() && trim_pins_.begin()->first < to.lsn)
       to = TrimPoint{trim_pins_.begin()->first, trim_pins_.begin()->second};
+    if (!meta_pins_.empty() && meta_pins_.begin()->first < to.lsn)
+      to = TrimPoint{meta_pins_.begin()->first, meta_pins_.begin()->second.pos};
   }
   if (to.lsn <= log_->trim_point().lsn) return Status::ok();
   HAFS_RETURN_IF_ERROR(log_->trim(to));
@@ -287,9 +405,9 @@ Status NvCache::trim_locked() {
   return Status::ok();
 }
 
-Status NvCache::flush_object(const ObjectId& object) {
+Status NvCache::flush_object(const ObjectId& object, bool defer_sync) {
   std::lock_guard lock(destage_mu_);
-  auto r = destage_pass(object);
+  auto r = destage_pass(object, UINT64_MAX, defer_sync);
   return r ? Status::ok() : r.status();
 }
 
@@ -329,6 +447,7 @@ uint64_t NvCache::drop_earlier_run(uint32_t volume_id, uint64_t run_epoch) {
     std::unique_lock lock(index_mu_);
     dropped = index_.drop_volume_epochs_below(volume_id, run_epoch);
   }
+  drop_meta_pins(volume_id, [&](uint64_t, const MetaPin& p) { return p.epoch < run_epoch; });
   index_room_cv_.notify_all();
   supersede(volume_id, run_epoch);
   return dropped;
@@ -428,6 +547,7 @@ uint64_t NvCache::discard_volume(uint32_t volume_id, uint64_t below_lsn) {
     if (below_lsn == UINT64_MAX) index_.drop_volume(volume_id);
     else kept = index_.drop_volume_below(volume_id, below_lsn);
   }
+  drop_meta_pins(volume_id, [&](uint64_t lsn, const MetaPin&) { return lsn < below_lsn; });
   index_room_cv_.notify_all();
   wake_destager();
   return kept;
@@ -503,6 +623,9 @@ NvCacheStats NvCache::stats() const {
   s.destaged_bytes = destaged_bytes_.load(std::memory_order_relaxed);
   s.destage_errors = destage_errors_.load(std::memory_order_relaxed);
   s.records_voided = records_voided_.load(std::memory_order_relaxed);
+  s.meta_records = meta_records_.load(std::memory_order_relaxed);
+  s.meta_syncs = meta_syncs_.load(std::memory_order_relaxed);
+  s.meta_unsynced = unsynced_meta();
   s.medium_full = medium_full_.load(std::memory_order_relaxed);
   std::lock_guard lock(error_mu_);
   s.last_destage_error = last_destage_error_;
@@ -514,8 +637,12 @@ Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
                                  bool accept_damage, FaultRegistry* faults, const Logger& logger,
                                  const std::function<Status(const RecoveredRing&)>& before_apply) {
   ExtentIndex index;
+  std::vector<std::pair<RecordHeader, std::vector<std::byte>>> metas;  // in LSN order
   auto rec = scan_ring(ring, [&](const RecordView& v) {
-    if (select(v.header.volume_id, v.header.epoch)) apply_to_index(index, v);
+    if (!select(v.header.volume_id, v.header.epoch)) return;
+    if (v.header.type == RecordType::kMeta)
+      metas.emplace_back(v.header, std::vector<std::byte>(v.payload.begin(), v.payload.end()));
+    apply_to_index(index, v);
   });
   if (!rec) return rec.status().with_context("replay scan");
   log_recovery(logger, "replay of partner ring", *rec);
@@ -524,6 +651,16 @@ Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
   if (before_apply) HAFS_RETURN_IF_ERROR(before_apply(*rec));
   ReplayReport report;
   report.ring = *rec;
+  // Metadata first, in LSN order, then data newest-wins: a file's data may need the create that
+  // made it, and a truncate's FENCE already keeps older data from being laid over it (I4).
+  std::set<uint32_t> meta_volumes;
+  for (const auto& [h, payload] : metas) {
+    Status s = target.apply_meta(MetaRecord{h.volume_id, h.epoch, rec->header.ring_id, h.lsn, payload});
+    if (!s.is_ok() && s.code() != Code::kStale && s.code() != Code::kNotFound)
+      return s.with_context("replay of metadata record LSN " + std::to_string(h.lsn));
+    meta_volumes.insert(h.volume_id);
+    ++report.meta_records_applied;
+  }
   RingBytes bytes(ring, rec->header.data_bytes);
   auto lister = [&](const ObjectId& o) { return index.extents_of(o); };
   while (index.extent_count() > 0) {
@@ -535,6 +672,7 @@ Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
     report.records_applied += r->extents;
     report.bytes_applied += r->bytes;
   }
+  for (uint32_t v : meta_volumes) HAFS_RETURN_IF_ERROR(target.sync_volume(v));
   return report;
 }
 

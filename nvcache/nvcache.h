@@ -48,6 +48,10 @@ struct NvCacheOptions {
   uint64_t destage_batch_bytes = 64u << 20;   // bytes one destage pass writes at most
   uint32_t destage_interval_ms = 100;         // how long staged data may wait when idle
   uint32_t retry_backoff_max_ms = 5000;       // destage retry backoff cap after EIO/ENOSPC
+  // Sync each volume written by a destage pass once (DestageTarget::sync_volume: syncfs) instead
+  // of each file; and let flush_object(object, true) leave even that to the next pass. Set with
+  // logged metadata, whose records need the volume synced anyway (design.md §9a).
+  bool sync_volumes = false;
   // Called once, from a reader or the destager, when a staged record turned out damaged while
   // running (a byte went bad after its append): its bytes are neither served nor destaged. The
   // owner stops the node; the partner's mirror holds the good copy (docs/durability.md).
@@ -74,6 +78,9 @@ struct NvCacheStats {
   uint64_t destaged_bytes = 0;
   uint64_t destage_errors = 0;
   uint64_t records_voided = 0;    // superseded records voided in the ring (NvCache::supersede)
+  uint64_t meta_records = 0;      // META records appended (metadata operations logged)
+  uint64_t meta_unsynced = 0;     // META records whose operation the medium may not hold durably yet
+  uint64_t meta_syncs = 0;        // volume syncs that made logged metadata durable
   // The last destage failed with ENOSPC: writes that find the ring full fail with ENOSPC until a
   // destage succeeds again (acknowledged writes stay staged).
   bool medium_full = false;
@@ -117,7 +124,9 @@ class NvCache {
   std::optional<uint64_t> staged_end(const ObjectId& object) const;
   bool has_staged(const ObjectId& object) const;
 
-  Status flush_object(const ObjectId& object);
+  // `defer_sync` (with sync_volumes): the object's staged data is written to the medium now, and
+  // synced by the destager's next pass; its records stay in the ring (pinned) until then.
+  Status flush_object(const ObjectId& object, bool defer_sync = false);
   // Destages the object, then appends a FENCE record so that no replay (recovery, or a partner's
   // takeover) re-applies its older records after the metadata operation that follows (a
   // truncate). Returns once the FENCE is durable.
@@ -149,6 +158,24 @@ class NvCache {
   // back. Returns how many staged extents were dropped.
   uint64_t drop_earlier_run(uint32_t volume_id, uint64_t run_epoch);
 
+  // ---- metadata records (docs/design.md §9) ----
+  // A metadata operation the caller has just executed on the medium, without a sync, becomes a
+  // META record: append_meta appends and persists it here; the caller stamps the volume with
+  // its LSN (in the same order as its operations: under its own lock), then finish_meta waits
+  // for the partner's mirror, outside that lock. The operation may be acknowledged when
+  // finish_meta returns OK. The record stays (holds the trim) until a destage pass has synced
+  // the volume on the medium (DestageTarget::sync_volume).
+  struct MetaTicket {
+    Reservation reservation;
+    uint32_t volume_id = 0;
+    uint64_t epoch = 0;
+  };
+  Result<MetaTicket> append_meta(uint32_t volume_id, uint64_t epoch, std::span<const std::byte> payload);
+  Status finish_meta(const MetaTicket& ticket);
+  uint64_t ring_id() const { return log_->ring_id(); }
+  // META records not yet made durable on the medium (executed, or recovered and not redone).
+  uint64_t unsynced_meta() const;
+
   NvCacheStats stats() const;
   // Latency of write() from entry to its return, for acknowledged writes (errors are not
   // recorded): reserve, fill, persist, index, and the wait for the partner's mirror.
@@ -167,7 +194,8 @@ class NvCache {
   NvCache(Store& store, DestageTarget& target, NvCacheOptions options);
   // One destage of up to destage_batch_bytes (or of `only` when given), then trim. Requires
   // destage_mu_. Returns how many objects it destaged.
-  Result<size_t> destage_pass(const std::optional<ObjectId>& only, uint64_t upto_lsn = UINT64_MAX);
+  Result<size_t> destage_pass(const std::optional<ObjectId>& only, uint64_t upto_lsn = UINT64_MAX,
+                              bool defer_sync = false);
   Status trim_locked();  // requires destage_mu_
   // Marks the record damaged in the ring (Log::mark_damaged) and tells options_.on_damage, once.
   // Must not block: readers may hold index_mu_.
@@ -202,6 +230,25 @@ class NvCache {
   bool stopping_ = false;               // GUARDED_BY(wake_mu_)
   std::thread destager_;
 
+  // GUARDED_BY(index_mu_): every META record in the ring that the medium may not hold durably
+  // yet, by LSN; and the oldest WRITE record of a flush_object whose sync was deferred. `redone`
+  // is false for a META record recovered from the ring (restart) that the destager has not
+  // redone on the medium yet: its volume's data waits for it (I4). The trim stays at or before
+  // the lowest; a full destage pass syncs the volumes and unpins.
+  struct MetaPin {
+    uint64_t pos = 0;
+    uint32_t volume_id = 0;
+    uint64_t epoch = 0;
+    bool redone = true;
+  };
+  std::map<uint64_t, MetaPin> meta_pins_;
+  // Redoes the recovered META records of eligible volumes, in LSN order. Requires destage_mu_.
+  Status redo_recovered_meta_locked();
+  // Syncs the volumes of executed META records and unpins them. Requires destage_mu_.
+  Status sync_meta_locked();
+  // Forgets the META pins of `volume_id` that `drop` picks (records another node applies).
+  void drop_meta_pins(uint32_t volume_id, const std::function<bool(uint64_t lsn, const MetaPin&)>& drop);
+
   mutable std::mutex superseded_mu_;
   std::map<uint32_t, uint64_t> superseded_;  // GUARDED_BY(superseded_mu_): volume -> epoch
   bool superseded_changed_ = false;          // GUARDED_BY(superseded_mu_): walk again from the trim
@@ -218,6 +265,8 @@ class NvCache {
   std::atomic<uint64_t> destaged_bytes_{0};
   std::atomic<uint64_t> destage_errors_{0};
   std::atomic<uint64_t> records_voided_{0};
+  std::atomic<uint64_t> meta_records_{0};
+  std::atomic<uint64_t> meta_syncs_{0};
   std::atomic<bool> medium_full_{false};
   mutable std::atomic<bool> damage_reported_{false};  // on_damage was called
   LatencyHistogram write_ack_latency_;
@@ -235,6 +284,7 @@ struct ReplayReport {
   RecoveredRing ring;  // ring.next_lsn: every record below it was read (and applied if picked)
   uint64_t records_applied = 0;
   uint64_t bytes_applied = 0;
+  uint64_t meta_records_applied = 0;  // META records redone (or found already on the medium)
 };
 // `before_apply` (may be null) judges the scanned ring before anything is written: an error
 // stops the replay with nothing applied. (A replay that stopped part-way would have written a

@@ -625,7 +625,7 @@ class FailoverTest : public ::testing::Test {
 struct RingRecord {
   uint64_t file_offset = 0;  // of the record header
   uint64_t lsn = 0, pos = 0;
-  uint8_t type = 0;          // 1 WRITE, 2 PAD, 3 FENCE
+  uint8_t type = 0;          // 1 WRITE, 2 PAD, 3 FENCE, 6 META
   uint32_t key_len = 0, payload_len = 0;
   uint64_t payload_offset() const { return file_offset + 64 + ((key_len + 7) / 8) * 8; }
 };
@@ -673,10 +673,10 @@ inline std::vector<RingRecord> ring_records(const std::string& path) {
     uint64_t span = 0;
     if (r.type == 2) {
       span = 64 + uint64_t{r.payload_len};
-    } else if (r.type == 1 || r.type == 3) {
+    } else if (r.type == 1 || r.type == 3 || r.type == 6) {
       span = ((64 + ((r.key_len + 7) / 8) * 8 + uint64_t{r.payload_len} + 63) / 64) * 64;
       if (r.payload_offset() + r.payload_len > f.size()) break;
-      if (r.type == 1 && r.payload_len > 0 &&
+      if ((r.type == 1 || r.type == 6) && r.payload_len > 0 &&
           le_at<uint32_t>(f, off + 52) != hafs::crc32c(f.data() + r.payload_offset(), r.payload_len))
         break;
     } else {

@@ -184,9 +184,9 @@ TEST_F(CorruptionTest, StoreSmallerThanAnyRingIsRefused) {
 }
 
 TEST_F(CorruptionTest, RingOfAnotherVersionIsRefused) {
-  rewrite_ring_field<uint32_t>(0, ring_off::kVersion, 2);
-  rewrite_ring_field<uint32_t>(1, ring_off::kVersion, 2);
-  expect_refused("unsupported ring version 2 (this build reads 1)");
+  rewrite_ring_field<uint32_t>(0, ring_off::kVersion, 3);
+  rewrite_ring_field<uint32_t>(1, ring_off::kVersion, 3);
+  expect_refused("unsupported ring version 3 (this build reads versions 1 to 2)");
 }
 
 TEST_F(CorruptionTest, RingWithAnotherMagicIsRefused) {

@@ -81,7 +81,7 @@ TEST(RingHeaderFormatTest, EncodeThenDecodeGivesBackEveryField) {
 TEST(RingHeaderFormatTest, EncodingIsLittleEndianAtTheDocumentedOffsets) {
   const RingBuf buf = encoded(sample_ring_header());
   EXPECT_EQ(std::memcmp(buf.data() + ring_off::kMagic, "HAFSRNG1", 8), 0);
-  EXPECT_EQ(std::to_integer<int>(buf[ring_off::kVersion]), 1);
+  EXPECT_EQ(std::to_integer<int>(buf[ring_off::kVersion]), 2);
   EXPECT_EQ(std::to_integer<int>(buf[ring_off::kHeaderBytes]), static_cast<int>(kEncodedRingHeader));
   EXPECT_EQ(std::to_integer<int>(buf[ring_off::kRingId]), 0xef);
   EXPECT_EQ(std::to_integer<int>(buf[ring_off::kRingId + 7]), 0x01);
@@ -105,7 +105,7 @@ TEST(RingHeaderFormatTest, BadMagicIsReportedAsNotAnHafsRing) {
 TEST(RingHeaderFormatTest, UnsupportedVersionNamesBothVersions) {
   RingBuf buf = encoded(sample_ring_header());
   set_ring_field<uint32_t>(buf, ring_off::kVersion, 9);
-  expect_ring_error(buf, kFileBytes, "unsupported ring version 9 (this build reads 1)");
+  expect_ring_error(buf, kFileBytes, "unsupported ring version 9 (this build reads versions 1 to 2)");
 }
 
 TEST(RingHeaderFormatTest, HeaderSizeFieldOtherThanTheEncodingIsRefused) {
