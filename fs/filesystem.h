@@ -4,7 +4,9 @@
 // Data: writes to a staged volume go to the NV log (nvcache) and are acknowledged once durable
 // there; reads lay staged bytes over the medium's. Writes to a write-through volume go to the
 // medium and are synced before the reply.
-// Metadata: executed on the medium and synced (file and directory) before the reply (I1).
+// Metadata: executed on the medium and, before the reply (I1), either logged in the NV log as a
+// META record (fs.sync_metadata = false, on a staged volume; fs_logged.cc, design.md §9a) or
+// synced on the medium (file and directory).
 // Ordering (I4): an operation that needs a file's staged data on the medium first (truncate,
 // fallocate, SEEK_DATA, setting times, unlinking an open file's last name) destages the file
 // first; a truncate also writes a FENCE so that no replay re-applies older records after it.
@@ -28,6 +30,7 @@
 #include "base/fault.h"
 #include "base/logger.h"
 #include "fs/inode_table.h"
+#include "fs/meta_op.h"
 #include "fs/volume.h"
 #include "nvcache/nvcache.h"
 
@@ -36,7 +39,10 @@ namespace hafs::fs {
 struct FsOptions {
   Logger logger;
   double attr_timeout_s = 1.0;   // how long the kernel may cache attributes and entries
-  bool sync_metadata = true;     // sync file + directory before acknowledging metadata (I1)
+  // true: sync file + directory on the medium before acknowledging a metadata operation (I1).
+  // false: log it in the NV log instead (a META record, mirrored like a write) on a volume that
+  // stages; the destager makes it durable on the medium before trimming it (design.md §9a).
+  bool sync_metadata = true;
   // Asked before a write is acknowledged: false (this node's lease on the volume ran out, or it
   // was fenced) fails the write with EIO. Null: always acknowledge (no membership).
   std::function<bool(const Volume&)> may_acknowledge;
@@ -111,6 +117,8 @@ class Filesystem {
   Volume* volume_by_name(const std::string& name) const;
   nvcache::ObjectId object_of(const Inode& inode) const { return {inode.volume->id(), inode.key}; }
   bool has_staged(const Inode& inode) const;
+  // Is `name` in `dir` hafs's own (the inode pool in a volume's root)? Not shown, not changed.
+  static bool hidden(const Inode& dir, const char* name);
 
   // Looks `name` up in `parent` on the medium and references the inode (one lookup count).
   int do_lookup(const Inode& parent, const char* name, fuse_entry_param* e);
@@ -131,6 +139,24 @@ class Filesystem {
   std::shared_ptr<Inode> known_child(const Inode& parent, const char* name) const;
   int make_node(fuse_req_t req, fuse_ino_t parent, const char* name,
                 const std::function<int(int dirfd)>& create, mode_t mode, fuse_entry_param* e);
+
+  // ---- logged metadata (fs_logged.cc; docs/design.md §9a) ----
+  // Is a metadata operation on `vol` logged (a META record) instead of synced on the medium now?
+  bool logs_metadata(const Volume& vol) const;
+  // The volume's metadata lock when its operations are logged (held across an operation, its
+  // append and its stamp), else an empty lock.
+  std::unique_lock<std::mutex> meta_lock(Volume& vol) const;
+  using MetaTicket = Result<nvcache::NvCache::MetaTicket>;
+  // Appends `op`, which the caller executed on the medium under meta_lock(vol), and stamps it.
+  MetaTicket append_logged(Volume& vol, const MetaOp& op);
+  // After the lock is released: waits for the mirror; 0 once the operation may be acknowledged.
+  int finish_logged(Volume& vol, const MetaTicket& ticket);
+  // unlink or rmdir (op->kind) of `name` in `dir` on the medium, filling the record's names.
+  int remove_logged(const Inode& dir, const char* name, MetaOp* op);
+  // create and mkdir from the inode pool; 0 and `e` (with `fd` opened with `open_flags` unless
+  // it is null) or an errno; EEXIST when the name is taken.
+  int create_logged(fuse_req_t req, const Inode& dir, const char* name, mode_t mode, bool directory,
+                    fuse_entry_param* e, int open_flags = 0, int* fd = nullptr);
 
   nvcache::NvCache* const cache_;
   const FsOptions options_;

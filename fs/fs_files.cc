@@ -106,6 +106,19 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
   if (!dir->volume) return (void)fuse_reply_err(req, EPERM);
   if (std::strlen(name) > NAME_MAX) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  if (hidden(*dir, name)) return (void)fuse_reply_err(req, EPERM);
+  if (logs_metadata(*dir->volume)) {
+    fuse_entry_param e{};
+    int fd = -1;
+    int err = create_logged(req, *dir, name, mode, false, &e, medium_flags(fi->flags), &fd);
+    if (err == 0) {
+      fi->fh = reinterpret_cast<uint64_t>(new_open_file(inodes_.get(e.ino), fd));
+      if (fuse_reply_create(req, &e, fi) != 0) free_open_file(open_file(fi));
+      return;
+    }
+    // EEXIST without O_EXCL: another creator won the race; open what it made, below.
+    if (err != EEXIST || (fi->flags & O_EXCL)) return (void)fuse_reply_err(req, err);
+  }
   int fd = ::openat(dir->fd, name, medium_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
   bool created = fd >= 0;
   if (!created && errno == EEXIST && !(fi->flags & O_EXCL))  // lost a race with another creator
@@ -195,7 +208,7 @@ void Filesystem::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size,
 // FLUSH (every close) and FSYNC have nothing to do when every acknowledged write and metadata
 // operation is durable already. ENOSYS tells the kernel so: it stops sending them on this mount
 // (and returns 0 to the caller), which saves a FUSE round trip per fsync and per close (issue 13;
-// docs/design.md §9). Without sync_metadata an fsync must sync the medium, so it is served.
+// docs/design.md §9). Logged metadata (§9a) is durable in the NV log when acknowledged, too.
 void Filesystem::flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
   fuse_reply_err(req, ENOSYS);  // every acknowledged write is durable already
 }
@@ -205,14 +218,11 @@ void Filesystem::release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fuse_reply_err(req, 0);
 }
 
-void Filesystem::fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+void Filesystem::fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
   // Staged writes were durable in the NV log when acknowledged, write-through ones on the
-  // medium, metadata too (sync_metadata): nothing is left to do. That is the point of the log.
+  // medium, metadata synced or logged: nothing is left to do. That is the point of the log.
   // (A file with no name left is written to the medium unsynced: no crash can bring it back.)
-  if (options_.sync_metadata) return (void)fuse_reply_err(req, ENOSYS);
-  OpenFile* of = open_file(fi);
-  int rc = datasync ? ::fdatasync(of->fd) : ::fsync(of->fd);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  fuse_reply_err(req, ENOSYS);
 }
 
 void Filesystem::opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -306,7 +316,7 @@ void Filesystem::readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     st.st_mode = static_cast<mode_t>(d->entry->d_type) << 12;
     st.st_ino = inode->volume->inode_id(d->entry->d_ino);
     if (dots) st.st_ino = FUSE_ROOT_ID;  // the kernel does not use them; never looked up here
-    if (!add(name, st, d->entry->d_off, !dots)) break;
+    if (!hidden(*inode, name) && !add(name, st, d->entry->d_off, !dots)) break;
     d->offset = d->entry->d_off;
     d->entry = nullptr;
   }
@@ -324,10 +334,8 @@ void Filesystem::releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void Filesystem::fsyncdir(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
-  if (options_.sync_metadata) return (void)fuse_reply_err(req, 0);  // synced at each operation
-  auto inode = inode_of(ino);
-  if (!inode) return (void)fuse_reply_err(req, ESTALE);
-  fuse_reply_err(req, inode->volume && ::fsync(inode->fd) != 0 ? errno : 0);
+  // Every acknowledged operation on a directory was synced, or logged, before its reply.
+  fuse_reply_err(req, inode_of(ino) || ino == FUSE_ROOT_ID ? 0 : ESTALE);
 }
 
 void Filesystem::fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
@@ -336,7 +344,7 @@ void Filesystem::fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, o
   // Punching or zeroing must not be undone by a later destage or replay of older writes.
   if (int err = flush_and_fence(*of->inode)) return (void)fuse_reply_err(req, err);
   if (::fallocate(of->fd, mode, offset, length) != 0) return (void)fuse_reply_err(req, errno);
-  fuse_reply_err(req, options_.sync_metadata && ::fsync(of->fd) != 0 ? errno : 0);
+  fuse_reply_err(req, ::fsync(of->fd) != 0 ? errno : 0);  // not logged (yet): synced
 }
 
 void Filesystem::lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "fs/filesystem.h"
 
@@ -29,6 +30,7 @@ Filesystem::Filesystem(nvcache::NvCache* cache, FsOptions options)
 // Filesystem::~Filesystem is in fs_files.cc, beside the handles it frees.
 
 void Filesystem::add_volume(Volume* volume) {
+  volume->meta().reset();  // the other node, or a replay, may have used its inode pool
   std::unique_lock lock(volumes_mu_);
   volumes_.push_back(volume);
 }
@@ -63,6 +65,10 @@ std::shared_ptr<Inode> Filesystem::inode_of(fuse_ino_t ino) const {
   // An inode whose volume left the tree (given back, or taken away) is gone for this mount.
   if (inode && !volume_by_id(inode->volume->id())) return nullptr;
   return inode;
+}
+
+bool Filesystem::hidden(const Inode& dir, const char* name) {
+  return dir.volume && dir.id == dir.volume->root_id() && std::strcmp(name, MetaLog::kPoolDir) == 0;
 }
 
 bool Filesystem::has_staged(const Inode& inode) const {
@@ -171,6 +177,7 @@ int Filesystem::do_lookup(const Inode& parent, const char* name, fuse_entry_para
     if (::fstat(parent.volume->root_fd(), &root_st) != 0) return errno;
     if (parent.volume->inode_id(root_st.st_ino) == parent.id) return do_lookup(*root_, ".", e);
   }
+  if (hidden(parent, name)) return ENOENT;
   int fd = ::openat(parent.fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return errno;
   return ref_inode(parent.volume, fd, e);
@@ -219,13 +226,14 @@ void Filesystem::getattr(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_attr(req, &st, options_.attr_timeout_s);
 }
 
+// Only operations that are not logged call these: they sync whatever sync_metadata says.
 int Filesystem::sync_dir(const Inode& dir) const {
-  if (!options_.sync_metadata || !dir.volume) return 0;
+  if (!dir.volume) return 0;
   return ::fsync(dir.fd) == 0 ? 0 : errno;
 }
 
 int Filesystem::sync_inode(const Inode& inode) const {
-  if (!options_.sync_metadata || !inode.volume) return 0;
+  if (!inode.volume) return 0;
   if (inode.is_dir()) return ::fsync(inode.fd) == 0 ? 0 : errno;
   if (!S_ISREG(inode.type)) return 0;  // symlinks, fifos: the directory's sync covers them
   int fd = ::open(proc_path(inode.fd).c_str(), O_RDONLY | O_CLOEXEC);
@@ -238,7 +246,9 @@ int Filesystem::sync_inode(const Inode& inode) const {
 
 int Filesystem::flush_staged(const Inode& inode) {
   if (!has_staged(inode)) return 0;
-  Status s = cache_->flush_object(object_of(inode));
+  // With logged metadata the data only has to be on the medium before the operation that
+  // follows; the destager's next pass syncs it (with the operation's record) before any trim.
+  Status s = cache_->flush_object(object_of(inode), logs_metadata(*inode.volume));
   if (!s.is_ok()) options_.logger.warn("flush before a metadata operation: %s", s.to_string().c_str());
   return s.is_ok() ? 0 : s.to_errno();
 }
@@ -260,6 +270,16 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
   if (!inode->volume) return (void)fuse_reply_err(req, EPERM);
   const std::string proc = proc_path(inode->fd);
   int err = 0;
+  // Staged bytes first (and for a truncate a FENCE: neither destage nor replay may resurrect
+  // cut data); before setting times, or a later destage's pwrite would move mtime past them.
+  if (to_set & FUSE_SET_ATTR_SIZE) err = flush_and_fence(*inode);
+  else if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) err = flush_staged(*inode);
+  if (err) return (void)fuse_reply_err(req, err);
+  Volume& vol = *inode->volume;
+  std::unique_lock lock = meta_lock(vol);
+  struct stat before {};
+  if (lock.owns_lock() && ::fstatat(inode->fd, "", &before, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+    return (void)fuse_reply_err(req, errno);
   if (to_set & FUSE_SET_ATTR_MODE) {
     if (::chmod(proc.c_str(), attr->st_mode & 07777) != 0) err = errno;
   }
@@ -269,17 +289,11 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     if (::fchownat(inode->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
   }
   if (!err && (to_set & FUSE_SET_ATTR_SIZE)) {
-    // Staged bytes first, then a FENCE: neither destage nor replay may resurrect cut data.
-    err = flush_and_fence(*inode);
-    if (!err) {
-      int rc = fi ? ::ftruncate(open_file(fi)->fd, attr->st_size)
-                  : ::truncate(proc.c_str(), attr->st_size);
-      if (rc != 0) err = errno;
-    }
+    int rc = fi ? ::ftruncate(open_file(fi)->fd, attr->st_size)
+                : ::truncate(proc.c_str(), attr->st_size);
+    if (rc != 0) err = errno;
   }
   if (!err && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
-    // Destage first, or a later destage's pwrite would move mtime past the time set here.
-    err = flush_staged(*inode);
     timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
     if (to_set & FUSE_SET_ATTR_ATIME_NOW) ts[0].tv_nsec = UTIME_NOW;
     else if (to_set & FUSE_SET_ATTR_ATIME) ts[0] = attr->st_atim;
@@ -292,8 +306,41 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
       else if (to_set & FUSE_SET_ATTR_MTIME) inode->staged_mtime_ns.store(0);
     }
   }
-  if (!err) err = sync_inode(*inode);
   if (err) return (void)fuse_reply_err(req, err);
+  if (lock.owns_lock()) {
+    // The record holds the values the medium now has (times resolved from UTIME_NOW).
+    struct stat now {};
+    if (::fstatat(inode->fd, "", &now, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+      return (void)fuse_reply_err(req, errno);
+    MetaOp op;
+    op.kind = MetaKind::kSetattr;
+    op.object = inode->key;
+    if (to_set & FUSE_SET_ATTR_MODE) op.flags |= kSetMode;
+    if (to_set & FUSE_SET_ATTR_UID) op.flags |= kSetUid;
+    if (to_set & FUSE_SET_ATTR_GID) op.flags |= kSetGid;
+    if (to_set & FUSE_SET_ATTR_SIZE) op.flags |= kSetSize;
+    if (to_set & FUSE_SET_ATTR_ATIME) op.flags |= kSetAtime;
+    if (to_set & FUSE_SET_ATTR_MTIME) op.flags |= kSetMtime;
+    // chown may have cleared set-id bits: the mode goes with an owner change too.
+    if (op.flags & (kSetUid | kSetGid)) op.flags |= kSetMode;
+    op.mode = now.st_mode & 07777;
+    op.uid = now.st_uid;
+    op.gid = now.st_gid;
+    op.size = static_cast<uint64_t>(now.st_size);
+    op.atime_ns = to_ns(now.st_atim);
+    op.mtime_ns = to_ns(now.st_mtim);
+    // A chmod or chown that changed nothing (tar as root sets the mode and owner a file already
+    // has) needs no record: there is nothing to redo (a redo cannot restore ctime either).
+    const bool changed = (op.flags & (kSetSize | kSetAtime | kSetMtime)) || now.st_mode != before.st_mode ||
+                         now.st_uid != before.st_uid || now.st_gid != before.st_gid;
+    if (changed) {
+      MetaTicket ticket = append_logged(vol, op);
+      lock.unlock();
+      if ((err = finish_logged(vol, ticket))) return (void)fuse_reply_err(req, err);
+    }
+  } else if ((err = sync_inode(*inode))) {
+    return (void)fuse_reply_err(req, err);
+  }
   struct stat st {};
   if ((err = attr_of(*inode, &st))) return (void)fuse_reply_err(req, err);
   fuse_reply_attr(req, &st, options_.attr_timeout_s);
@@ -333,6 +380,7 @@ int Filesystem::make_node(fuse_req_t req, fuse_ino_t parent, const char* name,
   if (!dir) return ESTALE;
   if (!dir->volume) return EPERM;  // volumes come from the configuration, not from mkdir
   if (std::strlen(name) > NAME_MAX) return ENAMETOOLONG;
+  if (hidden(*dir, name)) return EPERM;
   if (create(dir->fd) != 0) return errno;
   int err = chown_new(req, *dir, name, mode);
   if (!err) err = do_lookup(*dir, name, e);
@@ -357,6 +405,11 @@ void Filesystem::mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode
 
 void Filesystem::mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   fuse_entry_param e{};
+  if (auto dir = inode_of(parent); dir && dir->volume && std::strlen(name) <= NAME_MAX &&
+                                   !hidden(*dir, name) && logs_metadata(*dir->volume)) {
+    int err = create_logged(req, *dir, name, mode, true, &e);
+    return err ? (void)fuse_reply_err(req, err) : (void)fuse_reply_entry(req, &e);
+  }
   int err = make_node(req, parent, name,
                       [&](int dirfd) { return ::mkdirat(dirfd, name, mode); }, S_IFDIR | mode, &e);
   err ? (void)fuse_reply_err(req, err) : (void)fuse_reply_entry(req, &e);
@@ -385,12 +438,21 @@ void Filesystem::note_unlink(const std::shared_ptr<Inode>& victim) {
 void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
-  if (!dir->volume) return (void)fuse_reply_err(req, EPERM);
+  if (!dir->volume || hidden(*dir, name)) return (void)fuse_reply_err(req, EPERM);
   // A file that may stay open after losing its last name must have its data on the medium:
   // the destager cannot reopen an unlinked file by handle.
   auto victim = known_child(*dir, name);
   if (victim)
     if (int err = flush_staged(*victim)) return (void)fuse_reply_err(req, err);
+  if (std::unique_lock lock = meta_lock(*dir->volume); lock.owns_lock()) {
+    MetaOp op;
+    op.kind = MetaKind::kUnlink;
+    if (int err = remove_logged(*dir, name, &op)) return (void)fuse_reply_err(req, err);
+    MetaTicket ticket = append_logged(*dir->volume, op);
+    lock.unlock();
+    note_unlink(victim);
+    return (void)fuse_reply_err(req, finish_logged(*dir->volume, ticket));
+  }
   if (::unlinkat(dir->fd, name, 0) != 0) return (void)fuse_reply_err(req, errno);
   note_unlink(victim);
   fuse_reply_err(req, sync_dir(*dir));
@@ -399,7 +461,15 @@ void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 void Filesystem::rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
-  if (!dir->volume) return (void)fuse_reply_err(req, EPERM);
+  if (!dir->volume || hidden(*dir, name)) return (void)fuse_reply_err(req, EPERM);
+  if (std::unique_lock lock = meta_lock(*dir->volume); lock.owns_lock()) {
+    MetaOp op;
+    op.kind = MetaKind::kRmdir;
+    if (int err = remove_logged(*dir, name, &op)) return (void)fuse_reply_err(req, err);
+    MetaTicket ticket = append_logged(*dir->volume, op);
+    lock.unlock();
+    return (void)fuse_reply_err(req, finish_logged(*dir->volume, ticket));
+  }
   if (::unlinkat(dir->fd, name, AT_REMOVEDIR) != 0) return (void)fuse_reply_err(req, errno);
   fuse_reply_err(req, sync_dir(*dir));
 }
@@ -411,11 +481,30 @@ void Filesystem::rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
   if (!from->volume || !to->volume) return (void)fuse_reply_err(req, EPERM);
   if (from->volume != to->volume) return (void)fuse_reply_err(req, EXDEV);
   if (std::strlen(newname) > NAME_MAX) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  if (hidden(*from, name) || hidden(*to, newname)) return (void)fuse_reply_err(req, EPERM);
   std::shared_ptr<Inode> victim;
   if (!(flags & RENAME_EXCHANGE)) {
     victim = known_child(*to, newname);
     if (victim)
       if (int err = flush_staged(*victim)) return (void)fuse_reply_err(req, err);
+  }
+  if (std::unique_lock lock = meta_lock(*from->volume); lock.owns_lock()) {
+    auto key = handle_key_at(from->fd, name);
+    if (!key) return (void)fuse_reply_err(req, key.status().to_errno());
+    if (::syscall(SYS_renameat2, from->fd, name, to->fd, newname, flags) != 0)
+      return (void)fuse_reply_err(req, errno);
+    MetaOp op;
+    op.kind = MetaKind::kRename;
+    op.flags = flags;
+    op.object = std::move(*key);
+    op.parent = from->key;
+    op.name = name;
+    op.new_parent = to->key;
+    op.new_name = newname;
+    MetaTicket ticket = append_logged(*from->volume, op);
+    lock.unlock();
+    note_unlink(victim);
+    return (void)fuse_reply_err(req, finish_logged(*from->volume, ticket));
   }
   if (::syscall(SYS_renameat2, from->fd, name, to->fd, newname, flags) != 0)
     return (void)fuse_reply_err(req, errno);
@@ -432,13 +521,26 @@ void Filesystem::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, cons
   if (!dir->volume || !inode->volume) return (void)fuse_reply_err(req, EPERM);
   if (dir->volume != inode->volume) return (void)fuse_reply_err(req, EXDEV);
   if (std::strlen(newname) > NAME_MAX) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  if (hidden(*dir, newname)) return (void)fuse_reply_err(req, EPERM);
+  std::unique_lock lock = meta_lock(*dir->volume);
   if (::linkat(inode->fd, "", dir->fd, newname, AT_EMPTY_PATH) != 0)
     return (void)fuse_reply_err(req, errno);
   inode->unlinked.store(false);
+  std::optional<MetaTicket> ticket;
+  if (lock.owns_lock()) {
+    MetaOp op;
+    op.kind = MetaKind::kLink;
+    op.object = inode->key;
+    op.new_parent = dir->key;
+    op.new_name = newname;
+    ticket = append_logged(*dir->volume, op);
+    lock.unlock();
+  }
   fuse_entry_param e{};
   int err = do_lookup(*dir, newname, &e);
   if (err) return (void)fuse_reply_err(req, err);
-  if ((err = sync_dir(*dir)) == 0) err = sync_inode(*inode);
+  if (ticket) err = finish_logged(*dir->volume, *ticket);
+  else if ((err = sync_dir(*dir)) == 0) err = sync_inode(*inode);
   if (err) {
     inodes_.forget(e.ino, 1);
     return (void)fuse_reply_err(req, err);

@@ -37,11 +37,13 @@ struct HandleBuf {
 };
 }  // namespace
 
-Result<std::string> handle_key_of(int fd) {
+Result<std::string> handle_key_of(int fd) { return handle_key_at(fd, ""); }
+
+Result<std::string> handle_key_at(int dirfd, const char* name) {
   HandleBuf hb{};
   hb.fh.handle_bytes = MAX_HANDLE_SZ;
   int mount_id = 0;
-  if (::name_to_handle_at(fd, "", &hb.fh, &mount_id, AT_EMPTY_PATH) != 0)
+  if (::name_to_handle_at(dirfd, name, &hb.fh, &mount_id, name[0] == '\0' ? AT_EMPTY_PATH : 0) != 0)
     return Status::from_errno(errno, "name_to_handle_at");
   std::string key(4 + hb.fh.handle_bytes, '\0');
   const uint32_t type = static_cast<uint32_t>(hb.fh.handle_type);
@@ -59,6 +61,10 @@ Result<std::unique_ptr<Volume>> Volume::open(const std::string& name, uint32_t i
   if (fd < 0)
     return Status::from_errno(errno, "volume '" + name + "': cannot open directory " + path);
   auto vol = std::unique_ptr<Volume>(new Volume(name, id, path, mode, fd));
+  vol->meta_ = std::make_unique<MetaLog>(*vol);
+  struct stat root_st {};
+  if (::fstat(fd, &root_st) != 0) return Status::from_errno(errno, "volume '" + name + "': stat of " + path);
+  vol->root_id_ = vol->inode_id(root_st.st_ino);
   HandleBuf hb{};
   hb.fh.handle_bytes = MAX_HANDLE_SZ;
   int mount_id = 0;
@@ -141,6 +147,28 @@ Status VolumeTarget::write(const nvcache::ObjectId& object, uint64_t epoch,
       done += static_cast<size_t>(n);
     }
   }
+  return Status::ok();
+}
+
+Status VolumeTarget::apply_meta(const nvcache::MetaRecord& record) {
+  Volume* vol = resolve_(record.volume_id);
+  if (!vol)
+    return Status::error(Code::kUnavailable,
+                         "no volume with id " + std::to_string(record.volume_id) + " here");
+  if (record.epoch > vol->epoch())
+    return Status::error(Code::kStaleEpoch, "volume " + vol->name() + ": a metadata record of epoch " +
+                                                std::to_string(record.epoch) + " but this node holds epoch " +
+                                                std::to_string(vol->epoch()) + ": not redone");
+  if (fence_ && !fence_(*vol))
+    return Status::error(Code::kStaleEpoch, "volume " + vol->name() + ": no valid lease at epoch " +
+                                                std::to_string(vol->epoch()) + ": metadata not redone");
+  return vol->meta().redo(record);
+}
+
+Status VolumeTarget::sync_volume(uint32_t volume_id) {
+  Volume* vol = resolve_(volume_id);
+  if (!vol) return Status::ok();  // gone from this node: its new owner syncs what it redoes
+  if (::syncfs(vol->root_fd()) != 0) return Status::from_errno(errno, "syncfs of volume " + vol->name());
   return Status::ok();
 }
 

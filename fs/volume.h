@@ -16,6 +16,7 @@
 
 #include "base/logger.h"
 #include "base/status.h"
+#include "fs/meta_log.h"
 #include "nvcache/destager.h"
 
 namespace hafs::fs {
@@ -60,6 +61,8 @@ class Volume {
   DegradedPolicy degraded_policy() const { return degraded_policy_; }
   void set_degraded_policy(DegradedPolicy policy) { degraded_policy_ = policy; }  // before serving
 
+  // The inode number hafs shows for the volume's root directory.
+  uint64_t root_id() const { return root_id_; }
   // The inode number hafs shows for a medium inode of this volume.
   uint64_t inode_id(uint64_t medium_ino) const {
     return (uint64_t{id_} << kInodeIdShift) | (medium_ino & kMediumInoMask);
@@ -72,6 +75,8 @@ class Volume {
   Result<int> open_by_inode(uint64_t medium_ino) const;
   // Opens a file from its handle key (see handle_key_of) with `flags`.
   Result<int> open_by_key(const std::string& key, int flags) const;
+  // The volume's logged metadata: inode pool, applied stamp, redo (docs/design.md §9a).
+  MetaLog& meta() { return *meta_; }
 
  private:
   Volume(std::string name, uint32_t id, std::string path, WriteMode mode, int root_fd)
@@ -82,16 +87,20 @@ class Volume {
   std::string path_;
   WriteMode mode_;
   int root_fd_;
+  uint64_t root_id_ = 0;
   int handle_type_ = 0;
   unsigned handle_bytes_ = 0;
   std::atomic<uint64_t> epoch_{1};
   uint32_t home_node_ = 0;
   DegradedPolicy degraded_policy_ = DegradedPolicy::kLocalLog;
+  std::unique_ptr<MetaLog> meta_;
 };
 
 // The persistent handle of an open file as an opaque key: 4 bytes of handle type (LE), then the
 // handle bytes. This is the object key of every NV log record.
 Result<std::string> handle_key_of(int fd);
+// The handle key of `name` in directory `dirfd` (not following a symlink); of `dirfd` itself for "".
+Result<std::string> handle_key_at(int dirfd, const char* name);
 
 // Destages into volumes: reopen by handle, pwrite, fsync. Files written but not yet synced are
 // kept open between write() and sync() of one destage pass.
@@ -112,6 +121,8 @@ class VolumeTarget : public nvcache::DestageTarget {
   Status write(const nvcache::ObjectId& object, uint64_t epoch,
                std::span<const nvcache::DestageExtent> extents) override;
   Status sync(const nvcache::ObjectId& object) override;
+  Status apply_meta(const nvcache::MetaRecord& record) override;
+  Status sync_volume(uint32_t volume_id) override;
 
  private:
   Resolver resolve_;

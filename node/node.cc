@@ -125,6 +125,7 @@ Status Node::recover() {
   nvcache::NvCacheOptions opts;
   opts.logger = log_.child("nvlog");
   opts.destage_interval_ms = cfg_.destage_interval_ms;
+  opts.sync_volumes = !cfg_.sync_metadata;  // logged metadata: one syncfs per volume and pass
   opts.faults = env_.faults;
   opts.on_damage = [this](const Status& why) { set_fatal(why); };
   auto cache = nvcache::NvCache::open(*env_.nvlog, *target_, opts, &report_);

@@ -34,7 +34,7 @@ struct HafsdConfig {
   uint32_t destage_interval_ms = 100;
 
   double attr_timeout_s = 1.0;
-  bool sync_metadata = true;
+  bool sync_metadata = false;  // false: metadata is logged in the NV log (design.md §9a)
   uint32_t fuse_threads = 16;
 
   std::vector<VolumeConfig> volumes;

@@ -96,7 +96,10 @@ json node_status(const NodeView& n) {
                              {"errors", st.destage_errors},
                              {"last_error", st.last_destage_error},
                              {"medium_full", st.medium_full}}},
-                {"records_voided", st.records_voided}};
+                {"records_voided", st.records_voided},
+                {"meta", {{"records", st.meta_records},
+                          {"unsynced", st.meta_unsynced},
+                          {"syncs", st.meta_syncs}}}};
   json vols = json::array();
   if (n.monitor) {
     const membership::MonitorStatus ms = n.monitor->status();

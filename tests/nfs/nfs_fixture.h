@@ -18,11 +18,14 @@ namespace hafs::testing {
 class NfsNodeTest : public ::testing::Test {
  protected:
   // `prepare_medium` runs before hafsd starts (e.g. to give a volume a big directory).
-  void start_node(const std::function<void(HafsdProcess&)>& prepare_medium = {}) {
+  // `spec_tweak` changes the daemon's spec before it is made (e.g. its medium directory).
+  void start_node(const std::function<void(HafsdProcess&)>& prepare_medium = {},
+                  const std::function<void(HafsdSpec&)>& spec_tweak = {}) {
     std::string why;
     ASSERT_TRUE(enter_private_netns(&why)) << why;
     HafsdSpec spec;
     spec.volumes = {{"vol0", "staged"}, {"vol1", "write-through"}};
+    if (spec_tweak) spec_tweak(spec);
     hafsd_ = std::make_unique<HafsdProcess>(spec);
     if (prepare_medium) prepare_medium(*hafsd_);
     ASSERT_TRUE(hafsd_->start(&why)) << why;

@@ -137,7 +137,8 @@ const Schema kNvlog = {{"path", T::kString}, {"mode", T::kString}, {"data_bytes"
                        {"objects", T::kUnsigned}, {"complete_lsn", T::kUnsigned},
                        {"trim_lsn", T::kUnsigned}, {"records_appended", T::kUnsigned},
                        {"bytes_appended", T::kUnsigned}, {"space_waits", T::kUnsigned},
-                       {"records_voided", T::kUnsigned}, {"destage", T::kObject}};
+                       {"records_voided", T::kUnsigned}, {"destage", T::kObject}, {"meta", T::kObject}};
+const Schema kMeta = {{"records", T::kUnsigned}, {"unsynced", T::kUnsigned}, {"syncs", T::kUnsigned}};
 const Schema kDestage = {{"passes", T::kUnsigned}, {"bytes", T::kUnsigned}, {"errors", T::kUnsigned},
                          {"last_error", T::kString}, {"medium_full", T::kBool}};
 const Schema kVolume = {{"name", T::kString}, {"id", T::kUnsigned}, {"path", T::kString},
@@ -189,6 +190,7 @@ void expect_status_schema(const json& s, bool mirrored) {
   expect_schema(s["node"], kNode, "node");
   expect_schema(s["nvlog"], kNvlog, "nvlog");
   expect_schema(s["nvlog"]["destage"], kDestage, "nvlog.destage");
+  expect_schema(s["nvlog"]["meta"], kMeta, "nvlog.meta");
   ASSERT_TRUE(s["volumes"].is_array());
   for (const json& v : s["volumes"]) expect_schema(v, kVolume, "volumes[]");
   if (mirrored) {

@@ -1,0 +1,257 @@
+#include "fs/meta_log.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "fs/volume.h"
+
+namespace hafs::fs {
+
+namespace {
+std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+timespec from_ns(int64_t ns) { return timespec{ns / 1000000000, ns % 1000000000}; }
+
+// An fd that closes itself.
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
+// Does `name` in `dirfd` name the inode of handle key `key`?
+bool names(int dirfd, const std::string& name, const std::string& key) {
+  auto k = handle_key_at(dirfd, name.c_str());
+  return k && *k == key;
+}
+}  // namespace
+
+MetaLog::MetaLog(const Volume& volume) : volume_(volume) {
+  std::random_device rd;
+  name_base_ = (uint64_t{rd()} << 32) | rd();
+}
+
+MetaLog::~MetaLog() {
+  if (pool_fd_ >= 0) ::close(pool_fd_);
+}
+
+Result<int> MetaLog::pool_fd_locked() {
+  if (pool_fd_ >= 0) return pool_fd_;
+  if (::mkdirat(volume_.root_fd(), kPoolDir, 0700) != 0 && errno != EEXIST)
+    return Status::from_errno(errno, "volume " + volume_.name() + ": cannot make the inode pool " + kPoolDir);
+  int fd = ::openat(volume_.root_fd(), kPoolDir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return Status::from_errno(errno, "volume " + volume_.name() + ": cannot open the inode pool " + kPoolDir);
+  pool_fd_ = fd;
+  return pool_fd_;
+}
+
+Status MetaLog::scan_locked() {
+  auto pfd = pool_fd_locked();
+  if (!pfd) return pfd.status();
+  int dup = ::openat(*pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dup < 0) return Status::from_errno(errno, "reading the inode pool");
+  DIR* dir = ::fdopendir(dup);
+  if (!dir) {
+    ::close(dup);
+    return Status::from_errno(errno, "reading the inode pool");
+  }
+  free_[0].clear();
+  free_[1].clear();
+  while (dirent* d = ::readdir(dir)) {
+    if (d->d_name[0] == 'f') free_[0].emplace_back(d->d_name);
+    else if (d->d_name[0] == 'd') free_[1].emplace_back(d->d_name);
+  }
+  ::closedir(dir);
+  // An entry left by a refill whose sync never finished (a crash) may not be durable: one sync
+  // makes every entry found durable before any is handed out.
+  if (::syncfs(*pfd) != 0) return Status::from_errno(errno, "syncfs of the inode pool");
+  scanned_ = true;
+  return Status::ok();
+}
+
+Status MetaLog::refill_locked(bool directory) {
+  auto pfd = pool_fd_locked();
+  if (!pfd) return pfd.status();
+  char base[24];
+  std::snprintf(base, sizeof base, "%016llx", static_cast<unsigned long long>(name_base_));
+  std::vector<std::string> made;
+  for (size_t i = 0; i < refill_batch_; ++i) {
+    std::string name = std::string(directory ? "d" : "f") + base + "-" + std::to_string(next_seq_++);
+    if (directory) {
+      if (::mkdirat(*pfd, name.c_str(), 0) != 0) return Status::from_errno(errno, "refilling the inode pool");
+    } else {
+      int fd = ::openat(*pfd, name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0);
+      if (fd < 0) return Status::from_errno(errno, "refilling the inode pool");
+      ::close(fd);
+    }
+    made.push_back(std::move(name));
+  }
+  // One flush for the batch: from here on no crash can take these inodes (or their numbers) away.
+  if (::syncfs(*pfd) != 0) return Status::from_errno(errno, "syncfs of the inode pool");
+  for (auto& n : made) free_[directory].push_back(std::move(n));
+  ++refills_;
+  return Status::ok();
+}
+
+Result<MetaLog::PoolEntry> MetaLog::take(bool directory) {
+  auto pfd = pool_fd_locked();
+  if (!pfd) return pfd.status();
+  if (!scanned_) HAFS_RETURN_IF_ERROR(scan_locked());
+  for (;;) {
+    if (free_[directory].empty()) HAFS_RETURN_IF_ERROR(refill_locked(directory));
+    std::string name = std::move(free_[directory].front());
+    free_[directory].pop_front();
+    auto key = handle_key_at(*pfd, name.c_str());
+    if (key) return PoolEntry{std::move(name), std::move(*key)};
+    // Gone (used by a replay or the other node since the scan): the next one.
+  }
+}
+
+void MetaLog::put_back(PoolEntry entry, bool directory) { free_[directory].push_front(std::move(entry.name)); }
+
+Status MetaLog::set_attrs(const MetaOp& op) {
+  const uint32_t bits = op.flags & (kSetMode | kSetUid | kSetGid | kSetSize | kSetAtime | kSetMtime);
+  if (bits == 0) return Status::ok();
+  auto opened = volume_.open_by_key(op.object, O_PATH | O_NOFOLLOW);
+  if (!opened) return opened.status();
+  Fd fd(*opened);
+  struct stat st {};
+  if (::fstatat(fd.fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+    return Status::from_errno(errno, "stat of a logged object");
+  const std::string proc = proc_path(fd.fd);
+  // Owner before mode (chown clears set-id bits), size before times (truncate moves mtime).
+  if (bits & (kSetUid | kSetGid)) {
+    const uid_t uid = (bits & kSetUid) ? op.uid : static_cast<uid_t>(-1);
+    const gid_t gid = (bits & kSetGid) ? op.gid : static_cast<gid_t>(-1);
+    if (::fchownat(fd.fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+      return Status::from_errno(errno, "chown of a logged object");
+  }
+  if ((bits & kSetMode) && !S_ISLNK(st.st_mode) && ::chmod(proc.c_str(), op.mode & 07777) != 0)
+    return Status::from_errno(errno, "chmod of a logged object");
+  if ((bits & kSetSize) && ::truncate(proc.c_str(), static_cast<off_t>(op.size)) != 0)
+    return Status::from_errno(errno, "truncate of a logged object");
+  if (bits & (kSetAtime | kSetMtime)) {
+    timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+    if (bits & kSetAtime) ts[0] = from_ns(op.atime_ns);
+    if (bits & kSetMtime) ts[1] = from_ns(op.mtime_ns);
+    int rc = S_ISLNK(st.st_mode) ? ::utimensat(fd.fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
+                                 : ::utimensat(AT_FDCWD, proc.c_str(), ts, 0);
+    if (rc != 0) return Status::from_errno(errno, "utimens of a logged object");
+  }
+  return Status::ok();
+}
+
+Status MetaLog::execute_create(const MetaOp& op) {
+  auto pfd = pool_fd_locked();
+  if (!pfd) return pfd.status();
+  auto parent = volume_.open_by_key(op.parent, O_RDONLY | O_DIRECTORY);
+  if (!parent) return parent.status();
+  Fd dir(*parent);
+  if (::syscall(SYS_renameat2, *pfd, op.pool_name.c_str(), dir.fd, op.name.c_str(), RENAME_NOREPLACE) != 0)
+    return Status::from_errno(errno, "rename of a pool inode into place");
+  return set_attrs(op);
+}
+
+Status MetaLog::stamp(uint64_t ring_id, uint64_t lsn) {
+  auto pfd = pool_fd_locked();
+  if (!pfd) return pfd.status();
+  const uint64_t value[2] = {ring_id, lsn};  // little-endian hosts (log-format.md §6a)
+  if (::fsetxattr(*pfd, kStampXattr, value, sizeof value, 0) != 0)
+    return Status::from_errno(errno, "volume " + volume_.name() + ": cannot write the applied stamp " +
+                                         kStampXattr + " (the medium must take trusted xattrs)");
+  return Status::ok();
+}
+
+std::optional<std::pair<uint64_t, uint64_t>> MetaLog::read_stamp_locked() {
+  auto pfd = pool_fd_locked();
+  if (!pfd) return std::nullopt;
+  uint64_t value[2] = {0, 0};
+  if (::fgetxattr(*pfd, kStampXattr, value, sizeof value) != static_cast<ssize_t>(sizeof value))
+    return std::nullopt;
+  return std::pair{value[0], value[1]};
+}
+
+Status MetaLog::redo(const nvcache::MetaRecord& record) {
+  std::lock_guard lock(mu_);
+  if (auto s = read_stamp_locked(); s && s->first == record.ring_id && record.lsn <= s->second)
+    return Status::ok();  // the medium holds it (and may hold later operations on what it names)
+  auto op = decode_meta_op(record.payload);
+  if (!op) return op.status().with_context("LSN " + std::to_string(record.lsn));
+  Status done = redo_locked(*op);
+  if (!done.is_ok() && done.code() != Code::kStale && done.code() != Code::kNotFound) return done;
+  HAFS_RETURN_IF_ERROR(stamp(record.ring_id, record.lsn));
+  return done;
+}
+
+Status MetaLog::redo_locked(const MetaOp& op) {
+  auto open_dir = [&](const std::string& key) { return volume_.open_by_key(key, O_RDONLY | O_DIRECTORY); };
+  switch (op.kind) {
+    case MetaKind::kCreate:
+    case MetaKind::kMkdir: {
+      auto pfd = pool_fd_locked();
+      if (!pfd) return pfd.status();
+      struct stat st {};
+      if (::fstatat(*pfd, op.pool_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return execute_create(op);
+      return set_attrs(op);  // renamed into place already; its attributes may not have followed
+    }
+    case MetaKind::kUnlink:
+    case MetaKind::kRmdir: {
+      auto parent = open_dir(op.parent);
+      if (!parent) return parent.status();
+      Fd dir(*parent);
+      if (!names(dir.fd, op.name, op.object)) return Status::ok();  // removed already
+      if (::unlinkat(dir.fd, op.name.c_str(), op.kind == MetaKind::kRmdir ? AT_REMOVEDIR : 0) != 0)
+        return Status::from_errno(errno, std::string("redo of ") + meta_kind_name(op.kind));
+      return Status::ok();
+    }
+    case MetaKind::kRename: {
+      auto from = open_dir(op.parent);
+      if (!from) return from.status();
+      Fd src(*from);
+      if (!names(src.fd, op.name, op.object)) return Status::ok();  // renamed already
+      auto to = open_dir(op.new_parent);
+      if (!to) return to.status();
+      Fd dst(*to);
+      if (::syscall(SYS_renameat2, src.fd, op.name.c_str(), dst.fd, op.new_name.c_str(), op.flags) != 0)
+        return Status::from_errno(errno, "redo of rename");
+      return Status::ok();
+    }
+    case MetaKind::kLink: {
+      auto to = open_dir(op.new_parent);
+      if (!to) return to.status();
+      Fd dst(*to);
+      if (names(dst.fd, op.new_name, op.object)) return Status::ok();  // linked already
+      auto obj = volume_.open_by_key(op.object, O_PATH | O_NOFOLLOW);
+      if (!obj) return obj.status();
+      Fd src(*obj);
+      if (::linkat(src.fd, "", dst.fd, op.new_name.c_str(), AT_EMPTY_PATH) != 0)
+        return Status::from_errno(errno, "redo of link");
+      return Status::ok();
+    }
+    case MetaKind::kSetattr:
+      return set_attrs(op);
+  }
+  return Status::error(Code::kCorruption, "metadata record of an unknown kind");
+}
+
+void MetaLog::reset() {
+  std::lock_guard lock(mu_);
+  if (pool_fd_ >= 0) ::close(pool_fd_);
+  pool_fd_ = -1;
+  scanned_ = false;
+  free_[0].clear();
+  free_[1].clear();
+}
+
+}  // namespace hafs::fs

@@ -1,0 +1,88 @@
+// MetaLog: one volume's logged metadata (docs/design.md §9a). With fs.sync_metadata = false a
+// metadata operation is executed on the medium without a sync and logged as a META record; this
+// class holds what that needs on the volume:
+//
+//  - The inode pool, <volume root>/.hafs-pool: files and directories created and synced ahead
+//    of need. A logged create renames a pool inode into place, so the inode number (and NFS
+//    handle) the client receives is one that no crash can change: a replay renames the very
+//    same pool inode. (A plain create on the medium would get a new number when it is redone.)
+//  - The applied stamp, xattr trusted.hafs.applied of the pool directory: (ring id, LSN) of the
+//    last META record executed on the volume, written right after each operation, under the
+//    volume's lock. The medium's metadata becomes durable in the order it was made (ext4 and
+//    xfs journal it), so after any crash at most the one record after the stamp can be on the
+//    medium already; its redo checks tell exactly whether it is.
+//  - redo(): a META record replayed after a restart or a takeover.
+//
+// Thread safety: callers hold mutex() across an operation, its append and its stamp (so that
+// LSN order is operation order per volume); redo() and reset() take it themselves.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "base/status.h"
+#include "fs/meta_op.h"
+#include "nvcache/destager.h"
+
+namespace hafs::fs {
+
+class Volume;
+
+class MetaLog {
+ public:
+  static constexpr const char* kPoolDir = ".hafs-pool";
+  static constexpr const char* kStampXattr = "trusted.hafs.applied";
+  static constexpr size_t kRefillBatch = 256;  // pool inodes created per sync, by default
+
+  explicit MetaLog(const Volume& volume);
+  ~MetaLog();
+  MetaLog(const MetaLog&) = delete;
+  MetaLog& operator=(const MetaLog&) = delete;
+
+  std::mutex& mutex() { return mu_; }
+
+  struct PoolEntry {
+    std::string name;  // in the pool directory
+    std::string key;   // its handle key: the object of the create
+  };
+  // A durable pool inode of that type; refills (creates a batch, then syncfs) when none is left.
+  Result<PoolEntry> take(bool directory);      // requires mutex()
+  void put_back(PoolEntry entry, bool directory);  // requires mutex(): it was not used
+  // Executes `op` on the medium as a live operation does (create and mkdir: rename from the
+  // pool, then mode, owner and times; the others are executed by their callers).
+  Status execute_create(const MetaOp& op);     // requires mutex()
+  // Sets the attributes `op.flags` names on `op.object` (absolute values: idempotent).
+  Status set_attrs(const MetaOp& op);
+  // Records that the record (ring, LSN) is executed on the volume.
+  Status stamp(uint64_t ring_id, uint64_t lsn);  // requires mutex()
+  // Redoes a replayed META record unless the stamp says the medium holds it; then stamps it.
+  Status redo(const nvcache::MetaRecord& record);
+  // Forgets what it knew of the pool: call before serving the volume (again). Another node may
+  // have used the pool meanwhile, or a replay may have.
+  void reset();
+  uint64_t refills() const { return refills_; }
+  void set_refill_batch(size_t n) { refill_batch_ = n; }  // before use (tests: smaller pools)
+
+ private:
+  Result<int> pool_fd_locked();
+  Status scan_locked();
+  Status refill_locked(bool directory);
+  std::optional<std::pair<uint64_t, uint64_t>> read_stamp_locked();
+  Status redo_locked(const MetaOp& op);
+
+  const Volume& volume_;
+  std::mutex mu_;
+  int pool_fd_ = -1;                // GUARDED_BY(mu_)
+  bool scanned_ = false;            // GUARDED_BY(mu_)
+  std::deque<std::string> free_[2]; // GUARDED_BY(mu_): [0] files, [1] directories
+  uint64_t name_base_ = 0;          // random per instance: names never collide across nodes
+  uint64_t next_seq_ = 0;           // GUARDED_BY(mu_)
+  uint64_t refills_ = 0;            // GUARDED_BY(mu_)
+  size_t refill_batch_ = kRefillBatch;
+};
+
+}  // namespace hafs::fs
