@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
 
 namespace hafs::fs {
 
@@ -167,9 +168,24 @@ Status VolumeTarget::apply_meta(const nvcache::MetaRecord& record) {
 
 Status VolumeTarget::sync_volume(uint32_t volume_id) {
   Volume* vol = resolve_(volume_id);
-  if (!vol) return Status::ok();  // gone from this node: its new owner syncs what it redoes
-  if (::syncfs(vol->root_fd()) != 0) return Status::from_errno(errno, "syncfs of volume " + vol->name());
-  return Status::ok();
+  // Files written without their own sync (a pass that syncs volumes) were kept open: this sync
+  // covers them, and they are closed after it.
+  std::vector<int> written;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = open_.begin(); it != open_.end();) {
+      if (it->first.first != volume_id) {
+        ++it;
+        continue;
+      }
+      written.push_back(it->second);
+      it = open_.erase(it);
+    }
+  }
+  Status s;
+  if (vol && ::syncfs(vol->root_fd()) != 0) s = Status::from_errno(errno, "syncfs of volume " + vol->name());
+  for (int fd : written) ::close(fd);
+  return s;
 }
 
 Status VolumeTarget::sync(const nvcache::ObjectId& object) {

@@ -5,10 +5,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "tests/support/hafsd_process.h"
+#include "tests/support/wait.h"
 
 namespace hafs::testing {
 namespace {
@@ -38,6 +42,49 @@ TEST(FsSmokeTest, WriteReadRestartAfterKill9) {
   ASSERT_TRUE(node.start(&why)) << why;
   EXPECT_EQ(slurp(node.volume_dir("vol0") + "/file"), "acknowledged");  // destaged at start-up
   EXPECT_EQ(slurp(node.path("vol0/file")), "acknowledged");
+  EXPECT_EQ(node.stop(), 0) << node.log();
+}
+
+}  // namespace
+}  // namespace hafs::testing
+
+namespace hafs::testing {
+namespace {
+
+// Descriptors of `pid` open for writing only (the destager's; the inode table's are O_PATH).
+size_t write_fds(pid_t pid) {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fdinfo")) {
+    std::ifstream info(e.path());
+    std::string key;
+    unsigned flags = 0;
+    while (info >> key)
+      if (key == "flags:" && (info >> std::oct >> flags)) break;
+    if ((flags & O_ACCMODE) == O_WRONLY) ++n;
+  }
+  return n;
+}
+
+// The destager keeps a file open from its write to its sync; with logged metadata the sync is
+// the volume's (syncfs), once per pass, and every file it covered must be closed after it. A
+// daemon that kept them ran out of descriptors after about a thousand files (EMFILE in an untar).
+TEST(FsSmokeTest, DestagedFilesAreClosedAfterTheirVolumeSync) {
+  HafsdSpec spec;
+  spec.extra_args = {"--set", "nvlog.destage_interval_ms=20"};
+  HafsdProcess node(spec);
+  std::string why;
+  ASSERT_TRUE(node.start(&why)) << why;
+  const size_t before = write_fds(node.pid());
+  for (int i = 0; i < 300; ++i) {
+    std::ofstream(node.path("vol0/f" + std::to_string(i))) << "data " << i;
+    struct timespec ts[2] = {{1, 0}, {2, 0}};  // setting times flushes the file's staged data
+    ASSERT_EQ(::utimensat(AT_FDCWD, node.path("vol0/f" + std::to_string(i)).c_str(), ts, 0), 0);
+  }
+  // Every file's data reaches the medium; then the destager's descriptors are closed again.
+  EXPECT_TRUE(eventually([&] { return slurp(node.volume_dir("vol0") + "/f299") == "data 299"; }))
+      << node.log();
+  EXPECT_TRUE(eventually([&] { return write_fds(node.pid()) <= before + 1; }))
+      << write_fds(node.pid()) << " descriptors open for writing, " << before << " before 300 files were written";
   EXPECT_EQ(node.stop(), 0) << node.log();
 }
 
