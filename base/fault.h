@@ -35,6 +35,7 @@ enum class FaultSite : uint8_t {
   kLeaseBeforeWrite,        // membership: before this node writes an ownership record
   kTakeoverMidReplay,       // takeover: the partner's records applied, own ones not yet
   kMembershipTick,          // hafsd's membership thread, before each tick (delay = a stalled tick)
+  kMetaStamp,               // logged metadata: before the volume's applied stamp is written
   kCount,
 };
 
@@ -67,6 +68,9 @@ inline constexpr std::array<FaultSiteInfo, static_cast<size_t>(FaultSite::kCount
      "takeover: the partner's records are on the medium, this node's own not yet destaged"},
     {FaultSite::kMembershipTick, "membership.tick",
      "hafsd's membership thread, before each tick (delay:MS = a tick stalled that long)"},
+    {FaultSite::kMetaStamp, "meta.stamp",
+     "a logged metadata operation executed and appended, its volume's applied stamp not written "
+     "(fail = the stamp write fails: the volume's metadata is synced from then on)"},
 }};
 
 std::optional<FaultSite> fault_site_by_name(std::string_view name);

@@ -38,6 +38,7 @@ namespace hafs::fs {
 
 struct FsOptions {
   Logger logger;
+  FaultRegistry* faults = nullptr;  // meta.stamp
   double attr_timeout_s = 1.0;   // how long the kernel may cache attributes and entries
   // true: sync file + directory on the medium before acknowledging a metadata operation (I1).
   // false: log it in the NV log instead (a META record, mirrored like a write) on a volume that

@@ -23,7 +23,7 @@ int64_t realtime_ns() {
 }  // namespace
 
 bool Filesystem::logs_metadata(const Volume& vol) const {
-  if (options_.sync_metadata || !cache_ || vol.mode() != WriteMode::kStaged) return false;
+  if (options_.sync_metadata || !cache_ || vol.mode() != WriteMode::kStaged || vol.meta().failed()) return false;
   // Degraded with the write-through policy the medium must hold every acknowledged operation.
   return !(vol.degraded_policy() == DegradedPolicy::kWriteThrough && options_.mirror_degraded &&
            options_.mirror_degraded());
@@ -38,7 +38,18 @@ Filesystem::MetaTicket Filesystem::append_logged(Volume& vol, const MetaOp& op) 
   const std::vector<std::byte> payload = encode_meta_op(op);
   auto ticket = cache_->append_meta(vol.id(), vol.epoch(), payload);
   if (!ticket) return ticket.status();
-  HAFS_RETURN_IF_ERROR(vol.meta().stamp(cache_->ring_id(), ticket->reservation.lsn));
+  Status stamped = options_.faults ? options_.faults->hit(FaultSite::kMetaStamp) : Status::ok();
+  if (stamped.is_ok()) stamped = vol.meta().stamp(cache_->ring_id(), ticket->reservation.lsn);
+  if (!stamped.is_ok()) {
+    // Without its stamp the next record's redo could not tell whether the medium holds this
+    // one (design.md §9a): the volume's metadata is synced from now on. The record is in the
+    // log, so it is completed (a record never completed would hold every later one back).
+    options_.logger.error("volume %s: %s; its metadata operations are synced from now on",
+                          vol.name().c_str(), stamped.to_string().c_str());
+    vol.meta().set_failed();
+    (void)cache_->finish_meta(*ticket);
+    return stamped;
+  }
   return ticket;
 }
 

@@ -17,6 +17,7 @@
 // LSN order is operation order per volume); redo() and reset() take it themselves.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <mutex>
@@ -65,6 +66,9 @@ class MetaLog {
   // have used the pool meanwhile, or a replay may have.
   void reset();
   uint64_t refills() const { return refills_; }
+  // A stamp could not be written: the volume's operations are synced instead from then on.
+  void set_failed() { failed_.store(true, std::memory_order_relaxed); }
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
   void set_refill_batch(size_t n) { refill_batch_ = n; }  // before use (tests: smaller pools)
 
  private:
@@ -83,6 +87,7 @@ class MetaLog {
   uint64_t next_seq_ = 0;           // GUARDED_BY(mu_)
   uint64_t refills_ = 0;            // GUARDED_BY(mu_)
   size_t refill_batch_ = kRefillBatch;
+  std::atomic<bool> failed_{false};
 };
 
 }  // namespace hafs::fs

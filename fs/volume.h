@@ -77,6 +77,7 @@ class Volume {
   Result<int> open_by_key(const std::string& key, int flags) const;
   // The volume's logged metadata: inode pool, applied stamp, redo (docs/design.md §9a).
   MetaLog& meta() { return *meta_; }
+  const MetaLog& meta() const { return *meta_; }
 
  private:
   Volume(std::string name, uint32_t id, std::string path, WriteMode mode, int root_fd)

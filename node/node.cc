@@ -79,6 +79,7 @@ Status Node::start() {
   fs_opts.logger = log_.child("fs");
   fs_opts.attr_timeout_s = cfg_.attr_timeout_s;
   fs_opts.sync_metadata = cfg_.sync_metadata;
+  fs_opts.faults = env_.faults;
   // With membership the lease decides whether a write may be acknowledged.
   if (cfg_.has_membership())
     fs_opts.may_acknowledge = [this](const fs::Volume& v) {

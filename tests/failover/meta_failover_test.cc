@@ -1,6 +1,6 @@
 // Logged metadata across a takeover (design.md §9a, I1): one writer runs a seeded random storm of
-// creates (each file holds its own id), renames (replacing), hard links, unlinks, mkdirs and
-// rmdirs in node 1's vol1, telling the test each operation before it issues it and once it
+// creates (each file holds its own id), renames (replacing), hard links, unlinks, mkdirs, rmdirs
+// and directories moved between parents in node 1's vol1, telling the test each operation before it issues it and once it
 // returned. Node 1 is killed with SIGKILL in the middle; node 2 takes vol1 over (its replay redoes
 // the META records of node 1's mirror where the medium lacks them). Through node 2's mount the
 // tree must then be exactly the one the acknowledged operations make, or that plus the one
@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdlib>
 #include <map>
@@ -34,7 +35,8 @@ std::string describe(const Tree& t) {
   return s;
 }
 
-// One operation: kind c(reate) r(ename) l(ink) u(nlink) m(kdir) x (rmdir), and its paths.
+// One operation: kind c(reate) r(ename) l(ink) u(nlink) m(kdir) x (rmdir) d (directory moved),
+// and its paths.
 struct Op {
   char kind = 0;
   std::string a, b;
@@ -48,6 +50,16 @@ void apply(Tree& t, const Op& op) {
     case 'u': t.files.erase(op.a); break;
     case 'm': t.dirs.insert(op.a); break;
     case 'x': t.dirs.erase(op.a); break;
+    case 'd': {  // a directory, with all it holds, moved (possibly to another parent)
+      auto moved = [&](const std::string& p) {
+        return p == op.a ? op.b : p.rfind(op.a + "/", 0) == 0 ? op.b + p.substr(op.a.size()) : p;
+      };
+      Tree out;
+      for (const auto& [p, c] : t.files) out.files[moved(p)] = c;
+      for (const auto& d : t.dirs) out.dirs.insert(moved(d));
+      t = std::move(out);
+      break;
+    }
   }
 }
 
@@ -80,12 +92,18 @@ Op next_op(const Tree& t, std::mt19937_64& rng, uint64_t id) {
         if (!files.empty()) return {'u', files[rng() % files.size()], ""};
         break;
       case 6:
-        if (!taken && dir.empty()) return {'m', path, ""};
+        if (!taken && std::count(path.begin(), path.end(), '/') < 2) return {'m', path, ""};
+        if (!taken && !t.dirs.empty()) {  // move a directory, never into itself
+          std::vector<std::string> ds(t.dirs.begin(), t.dirs.end());
+          const std::string from = ds[rng() % ds.size()];
+          if (path.rfind(from + "/", 0) != 0 && std::count(path.begin(), path.end(), '/') < 3) return {'d', from, path};
+        }
         break;
       case 7: {
         for (const auto& d : t.dirs) {
           bool empty = true;
           for (const auto& [p, c] : t.files) empty = empty && p.rfind(d + "/", 0) != 0;
+          for (const auto& sub : t.dirs) empty = empty && sub.rfind(d + "/", 0) != 0;
           if (empty) return {'x', d, ""};
         }
         break;
@@ -105,7 +123,8 @@ int issue(const std::string& root, const Op& op) {
       if (::close(fd) != 0 || rc != 0) return errno ? errno : EIO;
       return 0;
     }
-    case 'r': rc = ::rename(a.c_str(), b.c_str()); break;
+    case 'r':
+    case 'd': rc = ::rename(a.c_str(), b.c_str()); break;
     case 'l': rc = ::link(a.c_str(), b.c_str()); break;
     case 'u': rc = ::unlink(a.c_str()); break;
     case 'm': rc = ::mkdir(a.c_str(), 0755); break;

@@ -108,5 +108,34 @@ TEST_F(PowerLossMetaTest, LoggedOperationsComeBackWithTheirInodeNumbers) {
   EXPECT_EQ(node_->stop(), 0) << node_->log();
 }
 
+// A stamp that cannot be written (fault meta.stamp, as on a medium without trusted xattrs): the
+// operation fails, and from then on the volume's metadata is synced, not logged (without its
+// stamp the next record's redo could not tell what the medium holds; design.md §9a). So the
+// operations after it are on the medium by themselves after a power cut, before any redo.
+TEST_F(PowerLossMetaTest, AFailedStampMakesTheVolumeSyncItsMetadata) {
+  HafsdSpec spec;
+  spec.medium_dir = medium_.path();
+  spec.extra_args = {"--set", "nvlog.destage_interval_ms=60000", "--fault", "meta.stamp=fail:EIO"};
+  node_ = std::make_unique<HafsdProcess>(spec);
+  std::string why;
+  ASSERT_TRUE(node_->start(&why)) << why;
+  const std::string vol = node_->path("vol0");
+  errno = 0;
+  EXPECT_FALSE(spit(vol + "/first", "x")) << "the first logged create should have failed";
+  ASSERT_TRUE(spit(vol + "/after", "synced"));
+  ASSERT_EQ(::mkdir((vol + "/afterdir").c_str(), 0755), 0);
+  ASSERT_EQ(::rename((vol + "/after").c_str(), (vol + "/afterdir/moved").c_str()), 0);
+  EXPECT_NE(node_->log().find("synced from now on"), std::string::npos) << node_->log();
+
+  ASSERT_TRUE(medium_.power_loss());
+  node_->kill9();
+  ASSERT_TRUE(medium_.remount());
+  EXPECT_TRUE(std::filesystem::exists(medium_.path() + "/vol0/afterdir/moved"))
+      << "an operation after the failed stamp was not synced";
+  ASSERT_TRUE(node_->start(&why)) << why;
+  EXPECT_EQ(slurp(vol + "/afterdir/moved"), "synced");
+  EXPECT_EQ(node_->stop(), 0) << node_->log();
+}
+
 }  // namespace
 }  // namespace hafs::testing
