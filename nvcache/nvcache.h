@@ -48,9 +48,9 @@ struct NvCacheOptions {
   uint64_t destage_batch_bytes = 64u << 20;   // bytes one destage pass writes at most
   uint32_t destage_interval_ms = 100;         // how long staged data may wait when idle
   uint32_t retry_backoff_max_ms = 5000;       // destage retry backoff cap after EIO/ENOSPC
-  // Sync each volume written by a destage pass once (DestageTarget::sync_volume: syncfs) instead
-  // of each file; and let flush_object(object, true) leave even that to the next pass. Set with
-  // logged metadata, whose records need the volume synced anyway (design.md §9a).
+  // Sync each volume written by a destage pass of many files once (DestageTarget::sync_volume:
+  // syncfs) instead of each file; and let flush_object(object, true) leave even that to the next
+  // pass. Set with logged metadata, whose records need the volume synced anyway (design.md §9a).
   bool sync_volumes = false;
   // Called once, from a reader or the destager, when a staged record turned out damaged while
   // running (a byte went bad after its append): its bytes are neither served nor destaged. The
