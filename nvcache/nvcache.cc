@@ -6,12 +6,6 @@
 
 namespace hafs::nvcache {
 
-namespace {
-// With sync_volumes, a destage pass of at most this many files syncs each file; of more, the
-// volume once.
-constexpr size_t kFilesSyncedEach = 4;
-}  // namespace
-
 void apply_staged(const StagedData& staged, uint64_t offset, std::span<std::byte> buf) {
   for (const auto& piece : staged) {
     HAFS_CHECK(piece.file_offset >= offset &&
@@ -22,6 +16,10 @@ void apply_staged(const StagedData& staged, uint64_t offset, std::span<std::byte
 }
 
 namespace {
+// With sync_volumes, a destage pass of at most this many files syncs each file; of more, the
+// volume once.
+constexpr size_t kFilesSyncedEach = 4;
+
 void log_recovery(const Logger& logger, const char* what, const RecoveredRing& r) {
   if (!r.header_report.empty()) logger.warn("%s: %s", what, r.header_report.c_str());
   logger.info("%s: %llu records (%llu payload bytes) from LSN %llu to %llu; scan: %s",
