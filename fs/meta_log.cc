@@ -7,9 +7,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <random>
 
+#include "base/endian.h"
 #include "fs/volume.h"
 
 namespace hafs::fs {
@@ -166,8 +168,10 @@ Status MetaLog::execute_create(const MetaOp& op) {
 Status MetaLog::stamp(uint64_t ring_id, uint64_t lsn) {
   auto pfd = pool_fd_locked();
   if (!pfd) return pfd.status();
-  const uint64_t value[2] = {ring_id, lsn};  // little-endian hosts (log-format.md §6a)
-  if (::fsetxattr(*pfd, kStampXattr, value, sizeof value, 0) != 0)
+  std::array<std::byte, 16> value{};  // ring id, LSN: u64 little-endian (log-format.md §6a)
+  put_le<uint64_t>(value, 0, ring_id);
+  put_le<uint64_t>(value, 8, lsn);
+  if (::fsetxattr(*pfd, kStampXattr, value.data(), value.size(), 0) != 0)
     return Status::from_errno(errno, "volume " + volume_.name() + ": cannot write the applied stamp " +
                                          kStampXattr + " (the medium must take trusted xattrs)");
   return Status::ok();
@@ -176,10 +180,10 @@ Status MetaLog::stamp(uint64_t ring_id, uint64_t lsn) {
 std::optional<std::pair<uint64_t, uint64_t>> MetaLog::read_stamp_locked() {
   auto pfd = pool_fd_locked();
   if (!pfd) return std::nullopt;
-  uint64_t value[2] = {0, 0};
-  if (::fgetxattr(*pfd, kStampXattr, value, sizeof value) != static_cast<ssize_t>(sizeof value))
+  std::array<std::byte, 16> value{};
+  if (::fgetxattr(*pfd, kStampXattr, value.data(), value.size()) != static_cast<ssize_t>(value.size()))
     return std::nullopt;
-  return std::pair{value[0], value[1]};
+  return std::pair{get_le<uint64_t>(value, 0), get_le<uint64_t>(value, 8)};
 }
 
 Status MetaLog::redo(const nvcache::MetaRecord& record) {

@@ -2,26 +2,28 @@
 
 #include <cstring>
 
+#include "base/endian.h"
+
 namespace hafs::fs {
 
 namespace {
 constexpr uint8_t kMetaOpVersion = 1;
 constexpr size_t kFixedBytes = 48;  // version, kind, 2 reserved, flags, mode, uid, gid, size, atime, mtime, 4 reserved
 
-// Appends raw bytes. (resize + memcpy: GCC 12 at -O3 warns, wrongly, that vector::insert of a
-// few bytes overflows, and the tree builds with -Werror.)
-void put_bytes(std::vector<std::byte>& out, const void* p, size_t n) {
-  const size_t at = out.size();
-  out.resize(at + n);
-  if (n) std::memcpy(out.data() + at, p, n);
-}
+// Integers go through base/endian.h (little-endian on any host, log-format.md §6a); strings are
+// copied with resize + memcpy (GCC 12 at -O3 warns, wrongly, that vector::insert of a few bytes
+// overflows, and the tree builds with -Werror).
 template <typename T>
 void put(std::vector<std::byte>& out, T v) {
-  put_bytes(out, &v, sizeof v);  // little-endian hosts only (log-format.md)
+  const size_t at = out.size();
+  out.resize(at + sizeof v);
+  put_le<T>(out, at, v);
 }
 void put_string(std::vector<std::byte>& out, const std::string& s) {
   put<uint16_t>(out, static_cast<uint16_t>(s.size()));
-  put_bytes(out, s.data(), s.size());
+  const size_t at = out.size();
+  out.resize(at + s.size());
+  if (!s.empty()) std::memcpy(out.data() + at, s.data(), s.size());
 }
 
 class Reader {
@@ -30,7 +32,7 @@ class Reader {
   template <typename T>
   bool get(T* v) {
     if (in_.size() - at_ < sizeof *v) return false;
-    std::memcpy(v, in_.data() + at_, sizeof *v);
+    *v = get_le<T>(in_, at_);
     at_ += sizeof *v;
     return true;
   }
