@@ -105,6 +105,13 @@ void execute(Volume& vol, const MetaOp& op) {
   }
 }
 
+// "dir/name" -> {"dir", "name"}; a name in the root has dir "".
+std::pair<std::string, std::string> split(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos) return {"", path};
+  return {path.substr(0, slash), path.substr(slash + 1)};
+}
+
 // A random sequence of `n` operations against `model`, as records; pool entries come from `vol`.
 std::vector<MetaOp> generate(Volume& vol, std::mt19937_64& rng, size_t n, Model* model) {
   std::vector<MetaOp> ops;
@@ -137,22 +144,20 @@ std::vector<MetaOp> generate(Volume& vol, std::mt19937_64& rng, size_t n, Model*
       if (is_dir) model->dir_keys[target] = e->key;
     } else if (what == 2 && !files.empty()) {  // unlink
       const std::string victim = pick(files);
-      const auto slash = victim.rfind('/');
-      const std::string d = slash == std::string::npos ? "" : victim.substr(0, slash);
+      const auto [d, n2] = split(victim);
       op.kind = MetaKind::kUnlink;
       op.parent = model->dir_keys[d];
-      op.name = victim.substr(slash == std::string::npos ? 0 : slash + 1);
+      op.name = n2;
       op.object = model->names[victim];
       model->names.erase(victim);
     } else if (what == 3 && !files.empty()) {  // rename a file, replacing a file at the target
       const std::string from = pick(files);
       if (from == target || (model->names.count(target) && model->inodes[model->names[target]].dir)) continue;
       if (model->names.count(target) && model->names[target] == model->names[from]) continue;  // POSIX no-op
-      const auto slash = from.rfind('/');
-      const std::string d = slash == std::string::npos ? "" : from.substr(0, slash);
+      const auto [d, n2] = split(from);
       op.kind = MetaKind::kRename;
       op.parent = model->dir_keys[d];
-      op.name = from.substr(slash == std::string::npos ? 0 : slash + 1);
+      op.name = n2;
       op.new_parent = model->dir_keys[dir];
       op.new_name = name;
       op.object = model->names[from];
