@@ -107,7 +107,7 @@ int Filesystem::create_logged(fuse_req_t req, const Inode& dir, const char* name
     }
     op.pool_name = entry->name;
     op.object = entry->key;
-    if (Status s = vol.meta().execute_create(op); !s.is_ok()) {
+    if (Status s = vol.meta().execute_create(op, dir.fd); !s.is_ok()) {
       // EEXIST: the name is taken (a racing creator); the pool inode stays unused.
       if (s.sys_errno() == EEXIST) vol.meta().put_back(std::move(*entry), directory);
       return s.to_errno();

@@ -154,13 +154,16 @@ Status MetaLog::set_attrs(const MetaOp& op) {
   return Status::ok();
 }
 
-Status MetaLog::execute_create(const MetaOp& op) {
+Status MetaLog::execute_create(const MetaOp& op, int parent_fd) {
   auto pfd = pool_fd_locked();
   if (!pfd) return pfd.status();
-  auto parent = volume_.open_by_key(op.parent, O_RDONLY | O_DIRECTORY);
-  if (!parent) return parent.status();
-  Fd dir(*parent);
-  if (::syscall(SYS_renameat2, *pfd, op.pool_name.c_str(), dir.fd, op.name.c_str(), RENAME_NOREPLACE) != 0)
+  Fd opened(-1);  // a redo has only the parent's handle key
+  if (parent_fd < 0) {
+    auto parent = volume_.open_by_key(op.parent, O_RDONLY | O_DIRECTORY);
+    if (!parent) return parent.status();
+    opened.fd = parent_fd = *parent;
+  }
+  if (::syscall(SYS_renameat2, *pfd, op.pool_name.c_str(), parent_fd, op.name.c_str(), RENAME_NOREPLACE) != 0)
     return Status::from_errno(errno, "rename of a pool inode into place");
   return set_attrs(op);
 }

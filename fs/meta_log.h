@@ -54,8 +54,9 @@ class MetaLog {
   Result<PoolEntry> take(bool directory);      // requires mutex()
   void put_back(PoolEntry entry, bool directory);  // requires mutex(): it was not used
   // Executes `op` on the medium as a live operation does (create and mkdir: rename from the
-  // pool, then mode, owner and times; the others are executed by their callers).
-  Status execute_create(const MetaOp& op);     // requires mutex()
+  // pool, then mode, owner and times; the others are executed by their callers). `parent_fd`:
+  // the parent directory (`op.parent`) when the caller has it open; else opened by its key.
+  Status execute_create(const MetaOp& op, int parent_fd = -1);  // requires mutex()
   // Sets the attributes `op.flags` names on `op.object` (absolute values: idempotent).
   Status set_attrs(const MetaOp& op);
   // Records that the record (ring, LSN) is executed on the volume.
