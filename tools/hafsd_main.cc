@@ -5,6 +5,7 @@
 // destages everything before it stops.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -34,6 +35,32 @@
 using namespace hafs;
 
 namespace {
+
+// Every inode the kernel holds a reference to keeps a descriptor open here (fs/inode_table.h), and
+// the kernel keeps inodes cached until memory is short: an untar of 20,000 files would meet a
+// soft limit of 1,024 (a shell's, or systemd's default) with EMFILE. The soft limit is raised to
+// the hard one, and the hard one as far as the kernel's nr_open allows where that is permitted.
+void raise_descriptor_limit(const Logger& log) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  rlim_t ceiling = 1 << 20;
+  if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "r")) {
+    unsigned long long nr_open = 0;
+    if (std::fscanf(f, "%llu", &nr_open) == 1 && nr_open > 0) ceiling = nr_open;
+    std::fclose(f);
+  }
+  if (lim.rlim_max < ceiling) {
+    const rlimit wanted{ceiling, ceiling};
+    if (::setrlimit(RLIMIT_NOFILE, &wanted) == 0) lim = wanted;  // without CAP_SYS_RESOURCE: EPERM
+  }
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  }
+  if (lim.rlim_cur < 65536)
+    log.warn("open files limited to %llu: the kernel's cached inodes each hold one; raise the hard "
+             "limit (LimitNOFILE=, ulimit -Hn)", static_cast<unsigned long long>(lim.rlim_cur));
+}
 
 // Daemon mode: the parent waits until the child says it serves (or why it could not).
 class Readiness {
@@ -405,6 +432,7 @@ int main(int argc, char** argv) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::umask(0);  // the kernel has applied the caller's umask to every mode it sends
+  raise_descriptor_limit(log);
 
   if (Status s = check_mount_point(cfg.mount); !s.is_ok()) return fail(ready, log, s);
   auto parts = open_real_parts(cfg, cl.format_nvlog, log);

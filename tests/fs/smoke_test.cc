@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -85,6 +86,31 @@ TEST(FsSmokeTest, DestagedFilesAreClosedAfterTheirVolumeSync) {
       << node.log();
   EXPECT_TRUE(eventually([&] { return write_fds(node.pid()) <= before + 1; }))
       << write_fds(node.pid()) << " descriptors open for writing, " << before << " before 300 files were written";
+  EXPECT_EQ(node.stop(), 0) << node.log();
+}
+
+}  // namespace
+}  // namespace hafs::testing
+
+namespace hafs::testing {
+namespace {
+
+// Each inode the kernel holds keeps a descriptor open in hafsd, and the kernel keeps what it
+// looked up until memory runs short: a daemon started with a shell's soft limit of 1,024 open
+// files failed creates with EMFILE after about a thousand files. hafsd raises its soft limit to
+// the hard one; here it is started with a soft limit of 256 and must serve 1,000 new files.
+TEST(FsSmokeTest, ServesMoreFilesThanTheSoftDescriptorLimitItStartedWith) {
+  HafsdSpec spec;
+  spec.launcher = {"/usr/bin/prlimit", "--nofile=256:", "--"};
+  HafsdProcess node(spec);
+  std::string why;
+  ASSERT_TRUE(node.start(&why)) << why;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string path = node.path("vol0/f" + std::to_string(i));
+    int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+    ::close(fd);
+  }
   EXPECT_EQ(node.stop(), 0) << node.log();
 }
 
