@@ -2,11 +2,14 @@
 
 #include <fcntl.h>
 #include <libpmem2.h>
+#include <linux/magic.h>
 #include <sys/file.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <random>
 
@@ -92,7 +95,8 @@ class PmemStore final : public Store {
   }
   Status persist(uint64_t off, uint64_t len) override {
     HAFS_RETURN_IF_ERROR(check_range(off, len, size_));
-    persist_(base_ + off, len);  // libpmem2: cache flush + fence on DAX, msync otherwise
+    if (on_tmpfs_) std::atomic_thread_fence(std::memory_order_seq_cst);
+    else persist_(base_ + off, len);  // libpmem2: cache flush + fence on DAX, msync otherwise
     syncs_.fetch_add(1, std::memory_order_relaxed);
     return Status::ok();
   }
@@ -114,6 +118,11 @@ class PmemStore final : public Store {
     if (pmem2_map_new(&map_, cfg_, src_)) return fail("pmem2_map_new");
     base_ = static_cast<std::byte*>(pmem2_map_get_address(map_));
     persist_ = pmem2_get_persist_fn(map_);
+    // On tmpfs (/dev/shm) the mapped pages are the file: msync has nothing to write and makes
+    // nothing more durable (such a store survives a crash of hafsd, never a power loss). Stores
+    // are ordered for another process that maps the file by a fence alone, without a system call.
+    struct statfs fs {};
+    on_tmpfs_ = ::fstatfs(fd_, &fs) == 0 && fs.f_type == TMPFS_MAGIC;
     if (pmem2_map_get_size(map_) < size_) return fail("mapping shorter than the file");
     return Status::ok();
   }
@@ -125,6 +134,7 @@ class PmemStore final : public Store {
   pmem2_map* map_ = nullptr;
   std::byte* base_ = nullptr;
   pmem2_persist_fn persist_ = nullptr;
+  bool on_tmpfs_ = false;
   std::atomic<uint64_t> syncs_{0};
 };
 

@@ -1,8 +1,9 @@
 // Store: the seam under the NV log and the mirror. A fixed-size, byte-addressable region that
 // can be made durable range by range. Backends:
 //   PmemStore   a file mapped through libpmem2: memcpy in, persist = CPU cache flush on a DAX
-//               device, msync elsewhere. On /dev/shm it is the emulated-NVRAM default: it
-//               survives a crash of hafsd, not a power loss of the node.
+//               device, msync elsewhere, a fence alone on tmpfs (where msync writes nothing).
+//               On /dev/shm it is the emulated-NVRAM default: it survives a crash of hafsd, not
+//               a power loss of the node.
 //   FileStore   a plain file: pwrite in, persist = fdatasync with group commit (concurrent
 //               persist calls share one fdatasync). Survives power loss on a real disk.
 //   MemStore    process memory, for unit tests and the simulator.
