@@ -158,6 +158,9 @@ class Filesystem {
   // it is null) or an errno; EEXIST when the name is taken.
   int create_logged(fuse_req_t req, const Inode& dir, const char* name, mode_t mode, bool directory,
                     fuse_entry_param* e, int open_flags = 0, int* fd = nullptr);
+  // The new object `key`'s inode (a lookup reference in `e`) and, unless `fd` is null, a
+  // descriptor opened with `open_flags`; 0 or an errno (then neither is held).
+  int open_created(Volume& vol, const std::string& key, fuse_entry_param* e, int open_flags, int* fd);
 
   nvcache::NvCache* const cache_;
   const FsOptions options_;

@@ -114,18 +114,29 @@ int Filesystem::create_logged(fuse_req_t req, const Inode& dir, const char* name
     }
     ticket = append_logged(vol, op);
   }
-  if (int err = finish_logged(vol, *ticket)) return err;
-  auto opened = vol.open_by_key(op.object, O_PATH | O_NOFOLLOW);
+  // The reply's inode and descriptor are made while the partner takes the record in.
+  int err = ticket->is_ok() ? open_created(vol, op.object, e, open_flags, fd) : 0;
+  if (int logged = finish_logged(vol, *ticket)) {
+    if (ticket->is_ok() && !err) {
+      inodes_.forget(e->ino, 1);
+      if (fd) ::close(*fd);
+    }
+    return logged;
+  }
+  return err;
+}
+
+int Filesystem::open_created(Volume& vol, const std::string& key, fuse_entry_param* e, int open_flags, int* fd) {
+  auto opened = vol.open_by_key(key, O_PATH | O_NOFOLLOW);
   if (!opened) return opened.status().to_errno();
   if (int err = ref_inode(&vol, *opened, e)) return err;
-  if (fd) {
-    auto f = vol.open_by_key(op.object, open_flags);
-    if (!f) {
-      inodes_.forget(e->ino, 1);
-      return f.status().to_errno();
-    }
-    *fd = *f;
+  if (!fd) return 0;
+  auto f = vol.open_by_key(key, open_flags);
+  if (!f) {
+    inodes_.forget(e->ino, 1);
+    return f.status().to_errno();
   }
+  *fd = *f;
   return 0;
 }
 

@@ -31,6 +31,7 @@ Filesystem::Filesystem(nvcache::NvCache* cache, FsOptions options)
 
 void Filesystem::add_volume(Volume* volume) {
   volume->meta().reset();  // the other node, or a replay, may have used its inode pool
+  if (logs_metadata(*volume)) volume->meta().start_refiller();
   std::unique_lock lock(volumes_mu_);
   volumes_.push_back(volume);
 }

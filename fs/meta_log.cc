@@ -44,6 +44,12 @@ MetaLog::MetaLog(const Volume& volume) : volume_(volume) {
 }
 
 MetaLog::~MetaLog() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  refill_cv_.notify_all();
+  if (refiller_.joinable()) refiller_.join();
   if (pool_fd_ >= 0) ::close(pool_fd_);
 }
 
@@ -82,28 +88,90 @@ Status MetaLog::scan_locked() {
   return Status::ok();
 }
 
-Status MetaLog::refill_locked(bool directory) {
-  auto pfd = pool_fd_locked();
-  if (!pfd) return pfd.status();
+Result<std::vector<std::string>> MetaLog::make_batch(int pool_fd, bool directory, uint64_t first, size_t count) {
   char base[24];
   std::snprintf(base, sizeof base, "%016llx", static_cast<unsigned long long>(name_base_));
   std::vector<std::string> made;
-  for (size_t i = 0; i < refill_batch_; ++i) {
-    std::string name = std::string(directory ? "d" : "f") + base + "-" + std::to_string(next_seq_++);
+  for (uint64_t seq = first; seq < first + count; ++seq) {
+    std::string name = std::string(directory ? "d" : "f") + base + "-" + std::to_string(seq);
     if (directory) {
-      if (::mkdirat(*pfd, name.c_str(), 0) != 0) return Status::from_errno(errno, "refilling the inode pool");
+      if (::mkdirat(pool_fd, name.c_str(), kPoolDirMode) != 0) return Status::from_errno(errno, "refilling the inode pool");
     } else {
-      int fd = ::openat(*pfd, name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0);
+      int fd = ::openat(pool_fd, name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, kPoolFileMode);
       if (fd < 0) return Status::from_errno(errno, "refilling the inode pool");
       ::close(fd);
     }
     made.push_back(std::move(name));
   }
   // One flush for the batch: from here on no crash can take these inodes (or their numbers) away.
-  if (::syncfs(*pfd) != 0) return Status::from_errno(errno, "syncfs of the inode pool");
-  for (auto& n : made) free_[directory].push_back(std::move(n));
+  if (::syncfs(pool_fd) != 0) return Status::from_errno(errno, "syncfs of the inode pool");
+  return made;
+}
+
+Status MetaLog::refill_locked(bool directory) {
+  auto pfd = pool_fd_locked();
+  if (!pfd) return pfd.status();
+  auto made = make_batch(*pfd, directory, next_seq_, refill_batch_);
+  next_seq_ += refill_batch_;
+  if (!made) return made.status();
+  for (auto& n : *made) free_[directory].push_back(std::move(n));
   ++refills_;
   return Status::ok();
+}
+
+void MetaLog::start_refiller() {
+  std::lock_guard lock(mu_);
+  if (stopping_) return;
+  refill_wanted_[0] = refill_wanted_[1] = true;
+  if (!refiller_.joinable()) refiller_ = std::thread([this] { refiller_loop(); });
+  refill_cv_.notify_all();
+}
+
+void MetaLog::refiller_loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    const int which = refill_wanted_[0] ? 0 : refill_wanted_[1] ? 1 : -1;
+    if (which < 0) {
+      refill_cv_.wait(lock);
+      continue;
+    }
+    refill_wanted_[which] = false;
+    if (!scanned_) {
+      if (Status s = scan_locked(); !s.is_ok()) {
+        refill_error_ = s;
+        refill_cv_.notify_all();
+        continue;
+      }
+    }
+    if (free_[which].size() >= 2 * refill_batch_) continue;
+    auto pfd = pool_fd_locked();
+    const int fd = pfd ? ::dup(*pfd) : -1;  // reset() may close pool_fd_ meanwhile
+    if (fd < 0) {
+      refill_error_ = pfd ? Status::from_errno(errno, "refilling the inode pool") : pfd.status();
+      refill_cv_.notify_all();
+      continue;
+    }
+    const uint64_t first = next_seq_;
+    const size_t count = refill_batch_;
+    next_seq_ += count;
+    refilling_ = true;
+    lock.unlock();
+    auto made = make_batch(fd, which == 1, first, count);
+    ::close(fd);
+    lock.lock();
+    refilling_ = false;
+    if (!made) {
+      refill_error_ = made.status();
+    } else {
+      refill_error_ = Status::ok();
+      // A scan meanwhile (after a reset) may have listed some of these already: take() hands a
+      // name out only while it is still in the pool, so a name listed twice is used once.
+      for (auto& n : *made) free_[which].push_back(std::move(n));
+      ++refills_;
+      if (free_[which].size() < 2 * refill_batch_) refill_wanted_[which] = true;  // up to two batches
+    }
+    refill_cv_.notify_all();
+  }
 }
 
 Result<MetaLog::PoolEntry> MetaLog::take(bool directory) {
@@ -111,44 +179,76 @@ Result<MetaLog::PoolEntry> MetaLog::take(bool directory) {
   if (!pfd) return pfd.status();
   if (!scanned_) HAFS_RETURN_IF_ERROR(scan_locked());
   for (;;) {
-    if (free_[directory].empty()) HAFS_RETURN_IF_ERROR(refill_locked(directory));
+    while (free_[directory].empty()) {
+      if (!refiller_.joinable() || stopping_ || (!refilling_ && !refill_error_.is_ok())) {
+        // No refiller, or its last batch failed: refill here, and fail with the reason.
+        HAFS_RETURN_IF_ERROR(refill_locked(directory));
+        break;
+      }
+      refill_wanted_[directory] = true;
+      refill_cv_.notify_all();
+      refill_cv_.wait(mu_);
+      if (!scanned_) HAFS_RETURN_IF_ERROR(scan_locked());
+    }
     std::string name = std::move(free_[directory].front());
     free_[directory].pop_front();
+    if (refiller_.joinable() && free_[directory].size() < refill_batch_ && !refill_wanted_[directory]) {
+      refill_wanted_[directory] = true;
+      refill_cv_.notify_all();
+    }
     auto key = handle_key_at(*pfd, name.c_str());
     if (key) return PoolEntry{std::move(name), std::move(*key)};
     // Gone (used by a replay or the other node since the scan): the next one.
   }
 }
 
+MetaLog::PoolState MetaLog::pool_state() const {
+  std::lock_guard lock(mu_);
+  return PoolState{free_[0].size(), free_[1].size(), refills(),
+                   refilling_ || refill_wanted_[0] || refill_wanted_[1]};
+}
+
 void MetaLog::put_back(PoolEntry entry, bool directory) { free_[directory].push_front(std::move(entry.name)); }
 
 Status MetaLog::set_attrs(const MetaOp& op) {
-  const uint32_t bits = op.flags & (kSetMode | kSetUid | kSetGid | kSetSize | kSetAtime | kSetMtime);
-  if (bits == 0) return Status::ok();
+  if ((op.flags & kAttrBits) == 0) return Status::ok();
   auto opened = volume_.open_by_key(op.object, O_PATH | O_NOFOLLOW);
   if (!opened) return opened.status();
   Fd fd(*opened);
   struct stat st {};
   if (::fstatat(fd.fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
     return Status::from_errno(errno, "stat of a logged object");
-  const std::string proc = proc_path(fd.fd);
+  return apply_attrs(fd.fd, true, st, op);
+}
+
+Status MetaLog::apply_attrs(int fd, bool o_path, const struct stat& st, const MetaOp& op) {
+  const uint32_t bits = op.flags & kAttrBits;
+  // An O_PATH descriptor takes neither fchmod nor futimens nor ftruncate: those go by /proc.
+  const std::string proc = o_path ? proc_path(fd) : std::string();
   // Owner before mode (chown clears set-id bits), size before times (truncate moves mtime).
-  if (bits & (kSetUid | kSetGid)) {
-    const uid_t uid = (bits & kSetUid) ? op.uid : static_cast<uid_t>(-1);
-    const gid_t gid = (bits & kSetGid) ? op.gid : static_cast<gid_t>(-1);
-    if (::fchownat(fd.fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+  // Values the object has already are not set again (a pool inode is made 0644/0755 root-owned,
+  // as most creates want it).
+  const uid_t uid = (bits & kSetUid) ? op.uid : static_cast<uid_t>(-1);
+  const gid_t gid = (bits & kSetGid) ? op.gid : static_cast<gid_t>(-1);
+  if ((bits & kSetUid && op.uid != st.st_uid) || (bits & kSetGid && op.gid != st.st_gid)) {
+    if (::fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
       return Status::from_errno(errno, "chown of a logged object");
   }
-  if ((bits & kSetMode) && !S_ISLNK(st.st_mode) && ::chmod(proc.c_str(), op.mode & 07777) != 0)
-    return Status::from_errno(errno, "chmod of a logged object");
-  if ((bits & kSetSize) && ::truncate(proc.c_str(), static_cast<off_t>(op.size)) != 0)
-    return Status::from_errno(errno, "truncate of a logged object");
+  if ((bits & kSetMode) && !S_ISLNK(st.st_mode) && (st.st_mode & 07777) != (op.mode & 07777)) {
+    if ((o_path ? ::chmod(proc.c_str(), op.mode & 07777) : ::fchmod(fd, op.mode & 07777)) != 0)
+      return Status::from_errno(errno, "chmod of a logged object");
+  }
+  if (bits & kSetSize) {
+    if ((o_path ? ::truncate(proc.c_str(), static_cast<off_t>(op.size)) : ::ftruncate(fd, static_cast<off_t>(op.size))) != 0)
+      return Status::from_errno(errno, "truncate of a logged object");
+  }
   if (bits & (kSetAtime | kSetMtime)) {
     timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
     if (bits & kSetAtime) ts[0] = from_ns(op.atime_ns);
     if (bits & kSetMtime) ts[1] = from_ns(op.mtime_ns);
-    int rc = S_ISLNK(st.st_mode) ? ::utimensat(fd.fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
-                                 : ::utimensat(AT_FDCWD, proc.c_str(), ts, 0);
+    int rc = !o_path            ? ::futimens(fd, ts)
+             : S_ISLNK(st.st_mode) ? ::utimensat(fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
+                                   : ::utimensat(AT_FDCWD, proc.c_str(), ts, 0);
     if (rc != 0) return Status::from_errno(errno, "utimens of a logged object");
   }
   return Status::ok();
@@ -163,9 +263,17 @@ Status MetaLog::execute_create(const MetaOp& op, int parent_fd) {
     if (!parent) return parent.status();
     opened.fd = parent_fd = *parent;
   }
+  // Attributes first, on the pool inode: the name appears with them, and a crash between the two
+  // leaves a pool inode that the redo finds in the pool and sets again.
+  const int dir_flag = op.kind == MetaKind::kMkdir ? O_DIRECTORY : 0;
+  Fd obj(::openat(*pfd, op.pool_name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | dir_flag));
+  if (obj.fd < 0) return Status::from_errno(errno, "open of a pool inode");
+  struct stat st {};
+  if (::fstat(obj.fd, &st) != 0) return Status::from_errno(errno, "stat of a pool inode");
+  HAFS_RETURN_IF_ERROR(apply_attrs(obj.fd, false, st, op));
   if (::syscall(SYS_renameat2, *pfd, op.pool_name.c_str(), parent_fd, op.name.c_str(), RENAME_NOREPLACE) != 0)
     return Status::from_errno(errno, "rename of a pool inode into place");
-  return set_attrs(op);
+  return Status::ok();
 }
 
 Status MetaLog::stamp(uint64_t ring_id, uint64_t lsn) {
@@ -210,7 +318,7 @@ Status MetaLog::redo_locked(const MetaOp& op) {
       if (!pfd) return pfd.status();
       struct stat st {};
       if (::fstatat(*pfd, op.pool_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return execute_create(op);
-      return set_attrs(op);  // renamed into place already; its attributes may not have followed
+      return set_attrs(op);  // renamed already (attributes first, so they are there): idempotent
     }
     case MetaKind::kUnlink:
     case MetaKind::kRmdir: {

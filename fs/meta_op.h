@@ -30,6 +30,7 @@ inline constexpr uint32_t kSetGid = 1u << 2;
 inline constexpr uint32_t kSetSize = 1u << 3;
 inline constexpr uint32_t kSetAtime = 1u << 4;
 inline constexpr uint32_t kSetMtime = 1u << 5;
+inline constexpr uint32_t kAttrBits = kSetMode | kSetUid | kSetGid | kSetSize | kSetAtime | kSetMtime;
 
 struct MetaOp {
   MetaKind kind = MetaKind::kSetattr;

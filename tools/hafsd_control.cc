@@ -66,6 +66,12 @@ json faults_json(const FaultRegistry& faults) {
 
 }  // namespace
 
+// The volume's inode pool (logged creates take their inodes from it: fs/meta_log.h).
+json inode_pool_json(const fs::Volume& v) {
+  const fs::MetaLog::PoolState p = v.meta().pool_state();
+  return {{"files", p.files}, {"directories", p.directories}, {"refills", p.refills}, {"refilling", p.refilling}};
+}
+
 json node_status(const NodeView& n) {
   const HafsdConfig& c = *n.config;
   const auto up = std::chrono::steady_clock::now() - n.started;
@@ -124,6 +130,7 @@ json node_status(const NodeView& n) {
                       {"blocked", mv.blocked}, {"kept_extents", mv.kept_extents},
                       {"replay_pending", mv.replay_pending}});
         }
+      row["inode_pool"] = inode_pool_json(*v);
       vols.push_back(row);
     }
     s["membership"] = {{"state", membership::node_state_name(ms.state)},
@@ -144,7 +151,7 @@ json node_status(const NodeView& n) {
                       {"degraded_policy", fs::degraded_policy_name(v->degraded_policy())},
                       {"owner", c.node_id}, {"epoch", v->epoch()},
                       {"state", degraded ? "degraded" : "normal"}, {"blocked", ""},
-                      {"kept_extents", 0}, {"replay_pending", false}});
+                      {"kept_extents", 0}, {"replay_pending", false}, {"inode_pool", inode_pool_json(*v)}});
     s["membership"] = nullptr;
   }
   s["volumes"] = vols;

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "base/crc32c.h"
+#include "tests/support/control_status.h"
 #include "tests/support/hafsd_process.h"
 #include "tests/support/run_program.h"
 #include "tests/support/wait.h"
@@ -79,15 +80,7 @@ inline RunResult run(const std::vector<std::string>& args, std::chrono::millisec
   return run_program(args, limit);
 }
 
-// `hafsctl --socket S status --json`, or nothing when the node does not answer in time.
-inline std::optional<json> status_of(const std::string& socket, double timeout_s = 2) {
-  RunResult r = run({HAFSCTL_BIN, "--socket", socket, "--timeout", std::to_string(timeout_s), "status", "--json"},
-                    std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000) + 5000));
-  if (r.code != 0) return std::nullopt;
-  json j = json::parse(r.out, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return std::nullopt;
-  return j;
-}
+using hafs::testing::status_of;
 
 inline json volume_row(const json& status, const std::string& name) {
   if (status.contains("volumes"))

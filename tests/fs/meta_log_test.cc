@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -24,6 +25,7 @@
 #include "fs/meta_log.h"
 #include "fs/meta_op.h"
 #include "fs/volume.h"
+#include "tests/support/wait.h"
 
 namespace hafs::fs {
 namespace {
@@ -353,6 +355,34 @@ TEST_F(MetaLogTest, PoolEntriesSurviveAReset) {
   }
   EXPECT_TRUE(keys.count(first)) << "a pool inode made before the reset is used after it";
   EXPECT_EQ(vol->meta().refills(), 1u) << "the scan found the first batch: no second refill";
+}
+
+// The refiller makes batches outside the volume's lock while creates take entries, and a reset or
+// scan may come in between (a takeover, a giveback). No pool inode may be handed out twice (two
+// creates would share one inode), and the pool is kept at two batches.
+TEST_F(MetaLogTest, TheRefillerNeverHandsOutAnInodeTwice) {
+  auto vol = fresh_volume("v");
+  ASSERT_TRUE(vol);
+  vol->meta().start_refiller();
+  std::set<std::string> keys;
+  for (int i = 0; i < 400; ++i) {
+    // A reset while a batch is being made: the next take's scan lists part of that batch.
+    if (i % 3 == 0 && vol->meta().pool_state().refilling) vol->meta().reset();
+    std::unique_lock lock(vol->meta().mutex());
+    const bool dir = i % 5 == 0;
+    auto e = vol->meta().take(dir);
+    ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+    EXPECT_TRUE(keys.insert(e->key).second) << "pool inode " << e->name << " handed out twice";
+    // Used: renamed out of the pool, as a create does.
+    const std::string to = base_ + "/v/used-" + std::to_string(i);
+    ASSERT_EQ(::rename((base_ + "/v/" + MetaLog::kPoolDir + "/" + e->name).c_str(), to.c_str()), 0)
+        << e->name << ": " << std::strerror(errno);
+  }
+  ASSERT_TRUE(hafs::testing::eventually([&] { return !vol->meta().pool_state().refilling; }));
+  const MetaLog::PoolState p = vol->meta().pool_state();
+  EXPECT_GE(p.files, 8u);  // a batch at least: fewer starts a refill
+  EXPECT_GE(p.directories, 8u);
+  EXPECT_GT(p.refills, 0u);
 }
 
 }  // namespace

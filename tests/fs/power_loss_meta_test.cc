@@ -21,7 +21,9 @@
 #include <string>
 
 #include "tests/fs/posix_fixture.h"
+#include "tests/support/control_status.h"
 #include "tests/support/hafsd_process.h"
+#include "tests/support/wait.h"
 #include "tests/support/loop_medium.h"
 
 namespace hafs::testing {
@@ -58,6 +60,8 @@ TEST_F(PowerLossMetaTest, LoggedOperationsComeBackWithTheirInodeNumbers) {
   ASSERT_TRUE(spit(vol + "/warm", "w"));
   ASSERT_TRUE(spit(vol + "/trunc", "staged bytes to cut"));
   ASSERT_EQ(::mkdir((vol + "/warmdir").c_str(), 0755), 0);
+  // The refiller's batches (two of each type) sync the medium as they are made: all made first.
+  ASSERT_TRUE(eventually([&] { return inode_pools_settled(node_->control_socket()); })) << node_->log();
   ASSERT_TRUE(medium_.sync());
 
   // The workload: every kind of logged operation. The truncate first: the flush of staged data

@@ -9,7 +9,9 @@
 #include <fstream>
 
 #include "tests/nfs/nfs_fixture.h"
+#include "tests/support/control_status.h"
 #include "tests/support/loop_medium.h"
+#include "tests/support/wait.h"
 
 namespace hafs::testing {
 namespace {
@@ -172,6 +174,7 @@ TEST_P(NfsHandleTest, HandlesOfLoggedCreatesResolveAfterAPowerLossOfTheMedium) {
   // Warm the inode pools (their refills sync the medium); that is the committed state.
   std::ofstream(hafsd_->path("vol0/warm")) << "w";
   std::filesystem::create_directories(hafsd_->path("vol0/warmdir"));
+  ASSERT_TRUE(eventually([&] { return inode_pools_settled(hafsd_->control_socket()); })) << hafsd_->log();
   ASSERT_TRUE(medium.sync());
   const std::string content = "made just before the power cut";
   std::filesystem::create_directories(hafsd_->path("vol0/dir/sub"));

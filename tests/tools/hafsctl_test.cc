@@ -145,7 +145,9 @@ const Schema kVolume = {{"name", T::kString}, {"id", T::kUnsigned}, {"path", T::
                         {"mode", T::kString}, {"home", T::kUnsigned}, {"degraded_policy", T::kString},
                         {"owner", T::kUnsigned}, {"epoch", T::kUnsigned}, {"state", T::kString},
                         {"blocked", T::kString}, {"kept_extents", T::kUnsigned},
-                        {"replay_pending", T::kBool}};
+                        {"replay_pending", T::kBool}, {"inode_pool", T::kObject}};
+const Schema kInodePool = {{"files", T::kUnsigned}, {"directories", T::kUnsigned}, {"refills", T::kUnsigned},
+                           {"refilling", T::kBool}};
 const Schema kMirror = {{"partner", T::kUnsigned}, {"state", T::kString}, {"degraded", T::kBool},
                         {"outdated_marked", T::kBool},
                         {"filled_pos", T::kUnsigned}, {"mirrored_pos", T::kUnsigned},
@@ -192,7 +194,10 @@ void expect_status_schema(const json& s, bool mirrored) {
   expect_schema(s["nvlog"]["destage"], kDestage, "nvlog.destage");
   expect_schema(s["nvlog"]["meta"], kMeta, "nvlog.meta");
   ASSERT_TRUE(s["volumes"].is_array());
-  for (const json& v : s["volumes"]) expect_schema(v, kVolume, "volumes[]");
+  for (const json& v : s["volumes"]) {
+    expect_schema(v, kVolume, "volumes[]");
+    expect_schema(v["inode_pool"], kInodePool, "volumes[].inode_pool");
+  }
   if (mirrored) {
     expect_schema(s["mirror"], kMirror, "mirror");
     expect_schema(s["mirror"]["resync"], kResync, "mirror.resync");
