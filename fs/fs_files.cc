@@ -341,10 +341,27 @@ void Filesystem::fsyncdir(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) 
 void Filesystem::fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
                            fuse_file_info* fi) {
   OpenFile* of = open_file(fi);
-  // Punching or zeroing must not be undone by a later destage or replay of older writes.
+  Volume& vol = *of->inode->volume;
+  // Allocating changes no byte: logged like a setattr, and staged data stays staged.
+  if ((mode & ~FALLOC_FL_KEEP_SIZE) == 0) {
+    if (std::unique_lock lock = meta_lock(vol); lock.owns_lock()) {
+      if (::fallocate(of->fd, mode, offset, length) != 0) return (void)fuse_reply_err(req, errno);
+      MetaOp op;
+      op.kind = MetaKind::kFallocate;
+      op.object = of->inode->key;
+      op.flags = static_cast<uint32_t>(mode);
+      op.offset = static_cast<uint64_t>(offset);
+      op.length = static_cast<uint64_t>(length);
+      MetaTicket ticket = append_logged(vol, op);
+      lock.unlock();
+      return (void)fuse_reply_err(req, finish_logged(vol, ticket));
+    }
+  }
+  // Punching or zeroing must not be undone by a later destage or replay of older writes: the
+  // staged data is flushed and fenced, and the change synced (these modes are not logged).
   if (int err = flush_and_fence(*of->inode)) return (void)fuse_reply_err(req, err);
   if (::fallocate(of->fd, mode, offset, length) != 0) return (void)fuse_reply_err(req, errno);
-  fuse_reply_err(req, ::fsync(of->fd) != 0 ? errno : 0);  // not logged (yet): synced
+  fuse_reply_err(req, ::fsync(of->fd) != 0 ? errno : 0);
 }
 
 void Filesystem::lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {

@@ -573,9 +573,18 @@ void Filesystem::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, cons
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   if (!inode->volume) return (void)fuse_reply_err(req, ENOTSUP);
   if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, EPERM);
+  std::unique_lock lock = meta_lock(*inode->volume);
   if (::setxattr(proc_path(inode->fd).c_str(), name, value, size, flags) != 0)
     return (void)fuse_reply_err(req, errno);
-  fuse_reply_err(req, sync_inode(*inode));
+  if (!lock.owns_lock()) return (void)fuse_reply_err(req, sync_inode(*inode));
+  MetaOp op;
+  op.kind = MetaKind::kSetxattr;
+  op.object = inode->key;
+  op.name = name;
+  op.value.assign(value, size);
+  MetaTicket ticket = append_logged(*inode->volume, op);
+  lock.unlock();
+  fuse_reply_err(req, finish_logged(*inode->volume, ticket));
 }
 
 void Filesystem::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
@@ -611,8 +620,16 @@ void Filesystem::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   if (!inode->volume || S_ISLNK(inode->type)) return (void)fuse_reply_err(req, ENODATA);
+  std::unique_lock lock = meta_lock(*inode->volume);
   if (::removexattr(proc_path(inode->fd).c_str(), name) != 0) return (void)fuse_reply_err(req, errno);
-  fuse_reply_err(req, sync_inode(*inode));
+  if (!lock.owns_lock()) return (void)fuse_reply_err(req, sync_inode(*inode));
+  MetaOp op;
+  op.kind = MetaKind::kRemovexattr;
+  op.object = inode->key;
+  op.name = name;
+  MetaTicket ticket = append_logged(*inode->volume, op);
+  lock.unlock();
+  fuse_reply_err(req, finish_logged(*inode->volume, ticket));
 }
 
 }  // namespace hafs::fs

@@ -356,6 +356,31 @@ Status MetaLog::redo_locked(const MetaOp& op) {
     }
     case MetaKind::kSetattr:
       return set_attrs(op);
+    // The rest set absolute state, so a redo of one the medium holds changes nothing.
+    case MetaKind::kSetxattr:
+    case MetaKind::kRemovexattr: {
+      auto obj = volume_.open_by_key(op.object, O_PATH | O_NOFOLLOW);
+      if (!obj) return obj.status();
+      Fd fd(*obj);
+      const std::string proc = proc_path(fd.fd);
+      if (op.kind == MetaKind::kSetxattr) {
+        if (::setxattr(proc.c_str(), op.name.c_str(), op.value.data(), op.value.size(), 0) != 0)
+          return Status::from_errno(errno, "redo of setxattr");
+      } else if (::removexattr(proc.c_str(), op.name.c_str()) != 0 && errno != ENODATA) {
+        return Status::from_errno(errno, "redo of removexattr");
+      }
+      return Status::ok();
+    }
+    case MetaKind::kFallocate: {
+      if (op.flags & ~static_cast<uint32_t>(FALLOC_FL_KEEP_SIZE))
+        return Status::error(Code::kCorruption, "fallocate record of a mode that is never logged");
+      auto obj = volume_.open_by_key(op.object, O_WRONLY);
+      if (!obj) return obj.status();
+      Fd fd(*obj);
+      if (::fallocate(fd.fd, static_cast<int>(op.flags), static_cast<off_t>(op.offset), static_cast<off_t>(op.length)) != 0)
+        return Status::from_errno(errno, "redo of fallocate");
+      return Status::ok();
+    }
   }
   return Status::error(Code::kCorruption, "metadata record of an unknown kind");
 }

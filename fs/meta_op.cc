@@ -19,8 +19,9 @@ void put(std::vector<std::byte>& out, T v) {
   out.resize(at + sizeof v);
   put_le<T>(out, at, v);
 }
+template <typename Len = uint16_t>
 void put_string(std::vector<std::byte>& out, const std::string& s) {
-  put<uint16_t>(out, static_cast<uint16_t>(s.size()));
+  put<Len>(out, static_cast<Len>(s.size()));
   const size_t at = out.size();
   out.resize(at + s.size());
   if (!s.empty()) std::memcpy(out.data() + at, s.data(), s.size());
@@ -36,8 +37,9 @@ class Reader {
     at_ += sizeof *v;
     return true;
   }
+  template <typename Len = uint16_t>
   bool get_string(std::string* s) {
-    uint16_t len = 0;
+    Len len = 0;
     if (!get(&len) || in_.size() - at_ < len) return false;
     s->assign(reinterpret_cast<const char*>(in_.data() + at_), len);
     at_ += len;
@@ -60,6 +62,9 @@ const char* meta_kind_name(MetaKind kind) {
     case MetaKind::kRename: return "rename";
     case MetaKind::kSetattr: return "setattr";
     case MetaKind::kLink: return "link";
+    case MetaKind::kSetxattr: return "setxattr";
+    case MetaKind::kRemovexattr: return "removexattr";
+    case MetaKind::kFallocate: return "fallocate";
   }
   return "unknown";
 }
@@ -81,6 +86,13 @@ std::vector<std::byte> encode_meta_op(const MetaOp& op) {
   put<uint32_t>(out, 0);
   for (const std::string* s : {&op.object, &op.parent, &op.name, &op.new_parent, &op.new_name, &op.pool_name})
     put_string(out, *s);
+  // What the kinds after link carry besides (log-format.md §6a); kinds 1-7 end here.
+  if (op.kind == MetaKind::kSetxattr) {
+    put_string<uint32_t>(out, op.value);
+  } else if (op.kind == MetaKind::kFallocate) {
+    put<uint64_t>(out, op.offset);
+    put<uint64_t>(out, op.length);
+  }
   return out;
 }
 
@@ -98,11 +110,14 @@ Result<MetaOp> decode_meta_op(std::span<const std::byte> bytes) {
       !r.get(&op.atime_ns) || !r.get(&op.mtime_ns) || !r.get(&reserved32))
     return bad("shorter than its fixed part");
   if (version != kMetaOpVersion) return bad("unsupported version " + std::to_string(version));
-  if (kind < static_cast<uint8_t>(MetaKind::kCreate) || kind > static_cast<uint8_t>(MetaKind::kLink))
+  if (kind < static_cast<uint8_t>(MetaKind::kCreate) || kind > static_cast<uint8_t>(MetaKind::kFallocate))
     return bad("unknown operation " + std::to_string(kind));
   op.kind = static_cast<MetaKind>(kind);
   for (std::string* s : {&op.object, &op.parent, &op.name, &op.new_parent, &op.new_name, &op.pool_name})
     if (!r.get_string(s)) return bad("a name or key runs past the end");
+  if (op.kind == MetaKind::kSetxattr && !r.get_string<uint32_t>(&op.value)) return bad("the value runs past the end");
+  if (op.kind == MetaKind::kFallocate && (!r.get(&op.offset) || !r.get(&op.length)))
+    return bad("the range runs past the end");
   if (!r.done()) return bad("bytes after the last field");
   return op;
 }

@@ -20,6 +20,9 @@ enum class MetaKind : uint8_t {
   kRename = 5,   // parent/name (`object`) renamed to new_parent/new_name with renameat2 `flags`
   kSetattr = 6,  // `object`'s attributes in `flags` (kSet* below) set to the values here
   kLink = 7,     // `object` linked as new_parent/new_name
+  kSetxattr = 8,     // `object`'s extended attribute `name` set to `value`
+  kRemovexattr = 9,  // `object`'s extended attribute `name` removed
+  kFallocate = 10,   // fallocate(`flags` = mode 0 or FALLOC_FL_KEEP_SIZE, `offset`, `length`) of `object`
 };
 const char* meta_kind_name(MetaKind kind);
 
@@ -34,7 +37,7 @@ inline constexpr uint32_t kAttrBits = kSetMode | kSetUid | kSetGid | kSetSize | 
 
 struct MetaOp {
   MetaKind kind = MetaKind::kSetattr;
-  uint32_t flags = 0;  // kRename: renameat2 flags; kSetattr, kCreate, kMkdir: kSet* bits
+  uint32_t flags = 0;  // kRename: renameat2 flags; kSetattr, kCreate, kMkdir: kSet* bits; kFallocate: its mode
   uint32_t mode = 0;   // permission bits (07777)
   uint32_t uid = 0;
   uint32_t gid = 0;
@@ -43,10 +46,13 @@ struct MetaOp {
   int64_t mtime_ns = 0;
   std::string object;      // handle key of the inode the operation is about
   std::string parent;      // handle key of the directory of `name`
-  std::string name;
+  std::string name;        // kSetxattr, kRemovexattr: the attribute's name
   std::string new_parent;  // kRename, kLink
   std::string new_name;
   std::string pool_name;   // kCreate, kMkdir
+  std::string value;       // kSetxattr
+  uint64_t offset = 0;     // kFallocate
+  uint64_t length = 0;     // kFallocate
 };
 
 std::vector<std::byte> encode_meta_op(const MetaOp& op);

@@ -13,8 +13,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -36,7 +38,10 @@ struct Attr {
   uint32_t mode = 0;
   uint64_t size = 0;
   bool dir = false;
+  std::string xattr;  // the value of user.t; empty: absent
 };
+
+constexpr const char* kXattr = "user.t";
 
 // What the tree should be: names (relative to the volume root) -> handle key, and each inode's attributes.
 struct Model {
@@ -104,6 +109,20 @@ void execute(Volume& vol, const MetaOp& op) {
     case MetaKind::kSetattr:
       ASSERT_TRUE(vol.meta().set_attrs(op).is_ok());
       return;
+    case MetaKind::kSetxattr:
+    case MetaKind::kRemovexattr:
+    case MetaKind::kFallocate: {
+      auto obj = vol.open_by_key(op.object, op.kind == MetaKind::kFallocate ? O_WRONLY : O_RDONLY);
+      ASSERT_TRUE(obj.is_ok());
+      const int rc = op.kind == MetaKind::kSetxattr ? ::fsetxattr(*obj, op.name.c_str(), op.value.data(), op.value.size(), 0)
+                     : op.kind == MetaKind::kRemovexattr
+                         ? ::fremovexattr(*obj, op.name.c_str())
+                         : ::fallocate(*obj, static_cast<int>(op.flags), static_cast<off_t>(op.offset),
+                                       static_cast<off_t>(op.length));
+      ASSERT_EQ(rc, 0) << meta_kind_name(op.kind) << ": " << std::strerror(errno);
+      ::close(*obj);
+      return;
+    }
   }
 }
 
@@ -126,7 +145,7 @@ std::vector<MetaOp> generate(Volume& vol, std::mt19937_64& rng, size_t n, Model*
       if (!model->inodes[k].dir) files.push_back(p);
     auto path_in = [](const std::string& d, const std::string& n2) { return d.empty() ? n2 : d + "/" + n2; };
     MetaOp op;
-    const int what = static_cast<int>(rng() % 7);
+    const int what = static_cast<int>(rng() % 10);
     const std::string dir = pick(dirs), name = pick(base_names), target = path_in(dir, name);
     std::unique_lock lock(vol.meta().mutex());
     if (what == 0 || (what == 1 && model->dir_keys.size() < 4)) {  // create / mkdir
@@ -142,7 +161,7 @@ std::vector<MetaOp> generate(Volume& vol, std::mt19937_64& rng, size_t n, Model*
       op.mode = 0600 + static_cast<uint32_t>(rng() % 0100);
       op.flags = kSetMode;
       model->names[target] = e->key;
-      model->inodes[e->key] = Attr{op.mode, 0, is_dir};
+      model->inodes[e->key] = Attr{op.mode, 0, is_dir, {}};
       if (is_dir) model->dir_keys[target] = e->key;
     } else if (what == 2 && !files.empty()) {  // unlink
       const std::string victim = pick(files);
@@ -192,6 +211,25 @@ std::vector<MetaOp> generate(Volume& vol, std::mt19937_64& rng, size_t n, Model*
       op.object = model->dir_keys[d];
       model->names.erase(d);
       model->dir_keys.erase(d);
+    } else if (what == 7 && !files.empty()) {  // setxattr
+      op.kind = MetaKind::kSetxattr;
+      op.object = model->names[pick(files)];
+      op.name = kXattr;
+      op.value = "v" + std::to_string(rng() % 1000);
+      model->inodes[op.object].xattr = op.value;
+    } else if (what == 8 && !files.empty()) {  // removexattr (of one that is there)
+      op.object = model->names[pick(files)];
+      if (model->inodes[op.object].xattr.empty()) continue;
+      op.kind = MetaKind::kRemovexattr;
+      op.name = kXattr;
+      model->inodes[op.object].xattr.clear();
+    } else if (what == 9 && !files.empty()) {  // fallocate: extends the size unless KEEP_SIZE
+      op.kind = MetaKind::kFallocate;
+      op.object = model->names[pick(files)];
+      op.flags = rng() % 2 ? FALLOC_FL_KEEP_SIZE : 0;
+      op.offset = rng() % 8192;
+      op.length = 1 + rng() % 8192;
+      if (op.flags == 0) model->inodes[op.object].size = std::max(model->inodes[op.object].size, op.offset + op.length);
     } else {
       continue;
     }
@@ -220,7 +258,10 @@ Model read_tree(Volume& vol) {
       auto key = handle_key_of(fd);
       ::close(fd);
       m.names[r] = key ? *key : "?";
-      m.inodes[m.names[r]] = Attr{st.st_mode & 07777, S_ISDIR(st.st_mode) ? 0 : uint64_t(st.st_size), S_ISDIR(st.st_mode)};
+      char value[64];
+      const ssize_t vn = ::lgetxattr((vol.path() + "/" + r).c_str(), kXattr, value, sizeof value);
+      m.inodes[m.names[r]] = Attr{st.st_mode & 07777, S_ISDIR(st.st_mode) ? 0 : uint64_t(st.st_size), S_ISDIR(st.st_mode),
+                                  vn > 0 ? std::string(value, static_cast<size_t>(vn)) : std::string()};
       if (S_ISDIR(st.st_mode)) walk(r);
     }
   };
@@ -237,9 +278,10 @@ std::string diff(const Model& want, const Model& got) {
     else {
       const Attr& a = want.inodes.at(k);
       const Attr& b = got.inodes.at(k);
-      if (a.mode != b.mode || a.size != b.size || a.dir != b.dir)
-        out += "  " + p + ": mode " + std::to_string(b.mode) + " size " + std::to_string(b.size) +
-               ", want mode " + std::to_string(a.mode) + " size " + std::to_string(a.size) + "\n";
+      if (a.mode != b.mode || a.size != b.size || a.dir != b.dir || a.xattr != b.xattr)
+        out += "  " + p + ": mode " + std::to_string(b.mode) + " size " + std::to_string(b.size) + " " + kXattr +
+               " '" + b.xattr + "', want mode " + std::to_string(a.mode) + " size " + std::to_string(a.size) +
+               " '" + a.xattr + "'\n";
     }
   }
   for (const auto& [p, k] : got.names)

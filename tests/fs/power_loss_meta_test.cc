@@ -2,8 +2,8 @@
 //
 // The medium is an ext4 filesystem in a loop-mounted image (journal commit every 60 s). hafsd
 // serves a staged volume on it, with metadata logged (the default). A workload creates, writes,
-// renames, links, chmods and removes through the mount and records each surviving name's inode
-// number and mode as the mount reported them. Then the medium "loses power":
+// renames, links, chmods, sets and removes xattrs, fallocates and removes through the mount, and
+// records each surviving name's inode number and mode as the mount reported them. Then the medium "loses power":
 // FS_IOC_SHUTDOWN with NOLOGFLUSH drops everything its journal had not committed, exactly what a
 // power cut does; hafsd is killed with SIGKILL and the image is mounted again. The test checks
 // that the medium really lost the workload, then restarts hafsd on the same NV log: its recovery
@@ -13,8 +13,12 @@
 // Needs root, a loop device and mkfs.ext4; skipped (with the reason) where the machine has none.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -59,6 +63,7 @@ TEST_F(PowerLossMetaTest, LoggedOperationsComeBackWithTheirInodeNumbers) {
   // Warm both pools (their refills sync the medium), then make that the committed state.
   ASSERT_TRUE(spit(vol + "/warm", "w"));
   ASSERT_TRUE(spit(vol + "/trunc", "staged bytes to cut"));
+  ASSERT_EQ(::setxattr((vol + "/trunc").c_str(), "user.old", "committed", 9, 0), 0) << std::strerror(errno);
   ASSERT_EQ(::mkdir((vol + "/warmdir").c_str(), 0755), 0);
   // The refiller's batches (two of each type) sync the medium as they are made: all made first.
   ASSERT_TRUE(eventually([&] { return inode_pools_settled(node_->control_socket()); })) << node_->log();
@@ -79,6 +84,16 @@ TEST_F(PowerLossMetaTest, LoggedOperationsComeBackWithTheirInodeNumbers) {
   ASSERT_EQ(::unlink((vol + "/d/f7").c_str()), 0);
   ASSERT_EQ(::unlink((vol + "/warm").c_str()), 0);
   ASSERT_EQ(::rmdir((vol + "/warmdir").c_str()), 0);
+  ASSERT_EQ(::setxattr((vol + "/d/f6").c_str(), "user.kept", "v1", 2, 0), 0) << std::strerror(errno);
+  ASSERT_EQ(::setxattr((vol + "/d/f8").c_str(), "user.gone", "v2", 2, 0), 0);
+  ASSERT_EQ(::removexattr((vol + "/d/f8").c_str(), "user.gone"), 0);
+  ASSERT_EQ(::removexattr((vol + "/trunc").c_str(), "user.old"), 0);
+  {
+    const int fd = ::open((vol + "/d/f9").c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::fallocate(fd, 0, 0, 100000), 0) << std::strerror(errno);  // extends: size 100000
+    ::close(fd);
+  }
   std::map<std::string, Seen> seen;
   for (const auto& e : std::filesystem::recursive_directory_iterator(vol)) {
     struct stat st {};
@@ -109,6 +124,12 @@ TEST_F(PowerLossMetaTest, LoggedOperationsComeBackWithTheirInodeNumbers) {
   }
   for (const char* gone : {"/d/f1", "/d/f2", "/d/f7", "/warm", "/warmdir"})
     EXPECT_FALSE(std::filesystem::exists(vol + gone)) << gone << " came back";
+  char value[16] = {};
+  EXPECT_EQ(::getxattr((vol + "/d/f6").c_str(), "user.kept", value, sizeof value), 2);
+  EXPECT_STREQ(value, "v1");
+  EXPECT_LT(::getxattr((vol + "/d/f8").c_str(), "user.gone", value, sizeof value), 0) << "a removed xattr came back";
+  EXPECT_LT(::getxattr((vol + "/trunc").c_str(), "user.old", value, sizeof value), 0) << "a removed xattr came back";
+  EXPECT_EQ(std::filesystem::file_size(vol + "/d/f9"), 100000u);
   EXPECT_EQ(node_->stop(), 0) << node_->log();
 }
 
