@@ -7,8 +7,9 @@
 // call on the backing file and nothing else, so what a job costs here is what FUSE alone costs
 // it: hafs's figures are read against this floor (issue 13: W1 mirrored >= 0.6x the floor).
 //
-// It serves exactly what fio needs (lookup, getattr, setattr, create, open, read, write, flush,
-// fsync, release, unlink, statfs, and a directory listing), with inode numbers of its own.
+// It serves exactly what fio and bench/meta need (lookup, getattr, setattr, create, mkdir,
+// symlink, readlink, open, read, write, flush, fsync, release, unlink, rmdir, statfs, and a
+// directory listing), with inode numbers of its own.
 //
 // Usage: fuse_floor BACKING_DIR MOUNT_POINT   (foreground; SIGTERM or SIGINT unmounts and exits)
 #define FUSE_USE_VERSION 312
@@ -22,6 +23,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -148,7 +150,11 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   if (fd < 0) return (void)fuse_reply_err(req, ESTALE);
   const std::string proc = "/proc/self/fd/" + std::to_string(fd);
   int rc = 0;
-  if (to_set & FUSE_SET_ATTR_MODE) rc = ::chmod(proc.c_str(), attr->st_mode);
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+    rc = ::fchownat(fd, "", to_set & FUSE_SET_ATTR_UID ? attr->st_uid : static_cast<uid_t>(-1),
+                    to_set & FUSE_SET_ATTR_GID ? attr->st_gid : static_cast<gid_t>(-1),
+                    AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+  if (rc == 0 && (to_set & FUSE_SET_ATTR_MODE)) rc = ::chmod(proc.c_str(), attr->st_mode);
   if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE))
     rc = fi ? ::ftruncate(static_cast<int>(fi->fh), attr->st_size) : ::truncate(proc.c_str(), attr->st_size);
   if (rc == 0 && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
@@ -213,6 +219,39 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_reply_err(req, ::unlinkat(dir, name, 0) == 0 ? 0 : errno);
 }
 
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  const int dir = self(req).fd_of(parent);
+  if (dir < 0) return (void)fuse_reply_err(req, ESTALE);
+  fuse_reply_err(req, ::unlinkat(dir, name, AT_REMOVEDIR) == 0 ? 0 : errno);
+}
+
+// mkdir and symlink: `make` creates the name in the parent's directory, then it is looked up.
+template <typename Make>
+void make_entry(fuse_req_t req, fuse_ino_t parent, const char* name, Make make) {
+  const int dir = self(req).fd_of(parent);
+  if (dir < 0) return (void)fuse_reply_err(req, ESTALE);
+  if (make(dir) != 0) return (void)fuse_reply_err(req, errno);
+  fuse_entry_param e;
+  if (int err = self(req).lookup(parent, name, &e)) return (void)fuse_reply_err(req, err);
+  fuse_reply_entry(req, &e);
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  make_entry(req, parent, name, [&](int dir) { return ::mkdirat(dir, name, mode); });
+}
+
+void op_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  make_entry(req, parent, name, [&](int dir) { return ::symlinkat(link, dir, name); });
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  char buf[PATH_MAX + 1];
+  const ssize_t n = ::readlinkat(self(req).fd_of(ino), "", buf, PATH_MAX);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  buf[n] = '\0';
+  fuse_reply_readlink(req, buf);
+}
+
 void op_statfs(fuse_req_t req, fuse_ino_t ino) {
   const int fd = self(req).fd_of(ino);
   struct statvfs sv {};
@@ -270,6 +309,10 @@ fuse_lowlevel_ops make_ops() {
   ops.fsync = op_fsync;
   ops.release = op_release;
   ops.unlink = op_unlink;
+  ops.rmdir = op_rmdir;
+  ops.mkdir = op_mkdir;
+  ops.symlink = op_symlink;
+  ops.readlink = op_readlink;
   ops.statfs = op_statfs;
   ops.opendir = op_opendir;
   ops.readdir = op_readdir;

@@ -7,6 +7,8 @@
 #   logged   node 1's vol1 of a two-node pair (`hafsctl cluster up`), metadata logged in the NV
 #            log (fs.sync_metadata = false, the default)
 #   synced   the same pair type with fs.sync_metadata = true: every metadata operation synced
+#   floor    bench/fuse_floor (a minimal FUSE passthrough, one system call per request) over a
+#            directory of the same filesystem: what FUSE alone costs these steps on this machine
 # The source tree is a tar of parts of /usr/include (linux, c++, x86_64-linux-gnu, boost/spirit,
 # boost/mpl, boost/asio where present), made once in the work directory. Each repetition runs
 # every target in turn (interleaved), each step timed wall-clock:
@@ -14,13 +16,14 @@
 #   rmrf    rm -rf DIR/* && sync -f DIR
 #   creates 5,000 open(O_CREAT|O_EXCL) + close of empty files by one writer (python): the loop
 #           alone, timed by the writer (issue 14's creates/s goal), then sync -f and rm -rf untimed
-# CPU: user + system time of both hafsd of the pair from /proc/PID/stat over each step.
+# CPU: user + system time of both hafsd of the pair (of fuse_floor for the floor) from
+# /proc/PID/stat over each step.
 # Prints medians, per-repetition ratios to ext4 and their medians.
 #
 # Needs root (FUSE mounts), python3 and a built hafsctl/hafsd (--build-dir, default build).
 # Starts and stops its own clusters, also on failure.
 #
-# Usage: bench/meta/run.sh [--build-dir DIR] [--work-parent DIR] [--reps N] [--targets "ext4 logged synced"]
+# Usage: bench/meta/run.sh [--build-dir DIR] [--work-parent DIR] [--reps N] [--targets "ext4 floor logged synced"]
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,14 +31,14 @@ repo=$(cd "$here/../.." && pwd)
 build_dir="$repo/build"
 work_parent=/var/tmp
 reps=5
-targets="ext4 logged synced"
+targets="ext4 floor logged synced"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build-dir) build_dir=$2; shift 2 ;;
     --work-parent) work_parent=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --targets) targets=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -47,8 +50,13 @@ hafsctl="$build_dir/tools/hafsctl"
 
 work=$(mktemp -d "$work_parent/hafs-meta-bench.XXXXXX")
 declare -A dir_of cluster_of
+floor_pid=
 cleanup() {
   for t in "${!cluster_of[@]}"; do "$hafsctl" cluster down --dir "${cluster_of[$t]}" --purge >/dev/null 2>&1 || true; done
+  if [[ -n $floor_pid ]]; then
+    kill "$floor_pid" 2>/dev/null || true
+    wait "$floor_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -65,6 +73,14 @@ log "tree: ${parts[*]}: $entries entries, $(du -m "$tree" | cut -f1) MiB; work d
 for t in $targets; do
   case "$t" in
     ext4) dir_of[$t]="$work/ext4"; mkdir -p "${dir_of[$t]}" ;;
+    floor)
+      [[ -x "$build_dir/bench/fuse_floor" ]] || die "no fuse_floor in $build_dir/bench (build first)"
+      mkdir -p "$work/floor-backing" "$work/floor"
+      "$build_dir/bench/fuse_floor" "$work/floor-backing" "$work/floor" &
+      floor_pid=$!
+      for _ in $(seq 100); do mountpoint -q "$work/floor" && break; sleep 0.1; done
+      mountpoint -q "$work/floor" || die "fuse_floor did not mount"
+      dir_of[$t]="$work/floor" ;;
     logged|synced)
       sync_md=false; [[ $t == synced ]] && sync_md=true
       cluster_of[$t]="$work/cluster-$t"
@@ -76,6 +92,7 @@ for t in $targets; do
 done
 
 pids_of() {
+  if [[ $1 == floor ]]; then echo "$floor_pid"; return 0; fi
   [[ -n "${cluster_of[$1]:-}" ]] || return 0
   python3 -c "import json,sys; print(' '.join(str(n['pid']) for n in json.load(open(sys.argv[1]))['nodes']))" \
     "${cluster_of[$1]}/cluster.json" 2>/dev/null || true
@@ -131,7 +148,7 @@ res = {}
 for rep, step, t, us, ticks in rows:
     res.setdefault((step, t), []).append((int(rep), int(us), int(ticks)))
 med = statistics.median
-print(f"\n| step | target | median | each repetition | daemon CPU (both nodes), median |")
+print(f"\n| step | target | median | each repetition | daemon CPU (both nodes; the floor's), median |")
 print("|---|---|---|---|---|")
 for step in ("untar", "rmrf", "creates"):
     for t in targets:
@@ -151,4 +168,12 @@ for step in ("untar", "rmrf", "creates"):
         b = {x[0]: x[1] for x in res[(step, "ext4")]}
         r = [a[k] / b[k] for k in sorted(a)]
         print(f"| {step} {t} / ext4 | {med(r):.2f}x | {', '.join(f'{x:.2f}' for x in r)} |")
+for step in ("untar", "rmrf", "creates"):
+    for t in targets:
+        if t in ("ext4", "floor") or "floor" not in targets:
+            continue
+        a = {x[0]: x[1] for x in res[(step, t)]}
+        b = {x[0]: x[1] for x in res[(step, "floor")]}
+        r = [a[k] / b[k] for k in sorted(a)]
+        print(f"| {step} {t} / floor | {med(r):.2f}x | {', '.join(f'{x:.2f}' for x in r)} |")
 PY
