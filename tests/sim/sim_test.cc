@@ -137,8 +137,15 @@ TEST_P(MirrorTailDamage, IsNotATornTail) {
   PairSim sim(opt);
   sim.start();
   sim.steps(30);
+  // Node 1's destager (real time) must not trim the records from the mirror before the flip:
+  // on a loaded machine it did, and the mirror held fewer than four to flip one of.
+  FaultSpec hold;
+  hold.errno_value = EIO;
+  hold.once = false;
+  sim.faults(1).arm(FaultSite::kDestageBeforeWrite, hold);
   for (uint32_t i = 0; i < 20; ++i) ASSERT_EQ(sim.write(1, 1, 0, i * 512, 512), 0);
   sim.kill(1);
+  sim.faults(1).clear(FaultSite::kDestageBeforeWrite);
   ASSERT_TRUE(sim.flip_record(2, /*mirror=*/true, 3));
   if (GetParam()) {  // the survivor restarts before it takes over
     sim.kill(2);
