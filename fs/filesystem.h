@@ -150,6 +150,8 @@ class Filesystem {
   using MetaTicket = Result<nvcache::NvCache::MetaTicket>;
   // Appends `op`, which the caller executed on the medium under meta_lock(vol), and stamps it.
   MetaTicket append_logged(Volume& vol, const MetaOp& op);
+  // After a stamp failed: syncs the volume and appends a kSynced record (the ticket to finish).
+  MetaTicket append_synced_marker(Volume& vol);
   // After the lock is released: waits for the mirror; 0 once the operation may be acknowledged.
   int finish_logged(Volume& vol, const MetaTicket& ticket);
   // unlink or rmdir (op->kind) of `name` in `dir` on the medium, filling the record's names.

@@ -47,10 +47,23 @@ Filesystem::MetaTicket Filesystem::append_logged(Volume& vol, const MetaOp& op) 
     options_.logger.error("volume %s: %s; its metadata operations are synced from now on",
                           vol.name().c_str(), stamped.to_string().c_str());
     vol.meta().set_failed();
-    (void)cache_->finish_meta(*ticket);
-    return stamped;
+    if (Status done = cache_->finish_meta(*ticket); !done.is_ok()) return done;
+    return append_synced_marker(vol);
   }
   return ticket;
+}
+
+Filesystem::MetaTicket Filesystem::append_synced_marker(Volume& vol) {
+  // A replay would redo the unstamped record, and with it undo what the synced operations after
+  // it change (a create's attributes over a later chmod). So the volume is synced now, which
+  // makes the record's operation and every earlier one durable, and a kSynced record says so:
+  // every replay skips the volume's records before it (VolumeTarget::apply_metas). Taken under
+  // the volume's lock: no synced operation comes before the marker is in the log.
+  if (::syncfs(vol.root_fd()) != 0)
+    return Status::from_errno(errno, "syncfs of volume " + vol.name() + " after a failed stamp");
+  MetaOp marker;
+  marker.kind = MetaKind::kSynced;
+  return cache_->append_meta(vol.id(), vol.epoch(), encode_meta_op(marker));
 }
 
 int Filesystem::finish_logged(Volume& vol, const MetaTicket& ticket) {

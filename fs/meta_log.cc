@@ -371,6 +371,8 @@ Status MetaLog::redo_locked(const MetaOp& op) {
       }
       return Status::ok();
     }
+    case MetaKind::kSynced:
+      return Status::ok();  // a marker for the replay (VolumeTarget::apply_metas)
     case MetaKind::kFallocate: {
       if (op.flags & ~static_cast<uint32_t>(FALLOC_FL_KEEP_SIZE))
         return Status::error(Code::kCorruption, "fallocate record of a mode that is never logged");

@@ -65,6 +65,7 @@ const char* meta_kind_name(MetaKind kind) {
     case MetaKind::kSetxattr: return "setxattr";
     case MetaKind::kRemovexattr: return "removexattr";
     case MetaKind::kFallocate: return "fallocate";
+    case MetaKind::kSynced: return "synced";
   }
   return "unknown";
 }
@@ -110,7 +111,7 @@ Result<MetaOp> decode_meta_op(std::span<const std::byte> bytes) {
       !r.get(&op.atime_ns) || !r.get(&op.mtime_ns) || !r.get(&reserved32))
     return bad("shorter than its fixed part");
   if (version != kMetaOpVersion) return bad("unsupported version " + std::to_string(version));
-  if (kind < static_cast<uint8_t>(MetaKind::kCreate) || kind > static_cast<uint8_t>(MetaKind::kFallocate))
+  if (kind < static_cast<uint8_t>(MetaKind::kCreate) || kind > static_cast<uint8_t>(MetaKind::kSynced))
     return bad("unknown operation " + std::to_string(kind));
   op.kind = static_cast<MetaKind>(kind);
   for (std::string* s : {&op.object, &op.parent, &op.name, &op.new_parent, &op.new_name, &op.pool_name})

@@ -23,6 +23,8 @@ enum class MetaKind : uint8_t {
   kSetxattr = 8,     // `object`'s extended attribute `name` set to `value`
   kRemovexattr = 9,  // `object`'s extended attribute `name` removed
   kFallocate = 10,   // fallocate(`flags` = mode 0 or FALLOC_FL_KEEP_SIZE, `offset`, `length`) of `object`
+  kSynced = 11,      // no operation: every earlier META record of the volume is durable on the
+                     // medium (appended after a syncfs, when a stamp could not be written)
 };
 const char* meta_kind_name(MetaKind kind);
 

@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
 #include <vector>
+
+#include "fs/meta_op.h"
 
 namespace hafs::fs {
 
@@ -164,6 +167,16 @@ Status VolumeTarget::apply_meta(const nvcache::MetaRecord& record) {
     return Status::error(Code::kStaleEpoch, "volume " + vol->name() + ": no valid lease at epoch " +
                                                 std::to_string(vol->epoch()) + ": metadata not redone");
   return vol->meta().redo(record);
+}
+
+Status VolumeTarget::apply_metas(std::span<const nvcache::MetaRecord> records) {
+  std::map<uint32_t, uint64_t> synced_below;  // volume -> LSN of its last kSynced record
+  for (const auto& r : records)
+    if (auto op = decode_meta_op(r.payload); op && op->kind == MetaKind::kSynced) synced_below[r.volume_id] = r.lsn;
+  std::vector<nvcache::MetaRecord> todo;
+  for (const auto& r : records)
+    if (auto it = synced_below.find(r.volume_id); it == synced_below.end() || r.lsn >= it->second) todo.push_back(r);
+  return DestageTarget::apply_metas(todo);
 }
 
 Status VolumeTarget::sync_volume(uint32_t volume_id) {

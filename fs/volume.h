@@ -123,6 +123,9 @@ class VolumeTarget : public nvcache::DestageTarget {
                std::span<const nvcache::DestageExtent> extents) override;
   Status sync(const nvcache::ObjectId& object) override;
   Status apply_meta(const nvcache::MetaRecord& record) override;
+  // Skips a volume's records before its last "synced" record (MetaKind::kSynced): the medium
+  // holds them, and a redo of one could undo a later synced operation (design.md §9a).
+  Status apply_metas(std::span<const nvcache::MetaRecord> records) override;
   Status sync_volume(uint32_t volume_id) override;
 
  private:

@@ -14,6 +14,15 @@ Status DestageTarget::apply_meta(const MetaRecord& record) {
                                                    ": this medium does not take metadata records");
 }
 
+Status DestageTarget::apply_metas(std::span<const MetaRecord> records) {
+  for (const MetaRecord& r : records) {
+    Status s = apply_meta(r);
+    if (!s.is_ok() && s.code() != Code::kStale && s.code() != Code::kNotFound)
+      return s.with_context("metadata record LSN " + std::to_string(r.lsn));
+  }
+  return Status::ok();
+}
+
 Status DestageTarget::sync_volume(uint32_t) { return Status::ok(); }
 
 Status RingBytes::read(uint64_t data_pos, std::span<std::byte> out) const {

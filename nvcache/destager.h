@@ -46,6 +46,9 @@ class DestageTarget {
   // `ring_id` and `lsn` name the record for the volume's applied stamp. kStale or kNotFound:
   // what it acts on is gone (a later record removed it), nothing to redo.
   virtual Status apply_meta(const MetaRecord& record);
+  // The META records of a replay or a recovery, in LSN order: each applied with apply_meta (its
+  // kStale and kNotFound are not errors). A target may skip those it knows the medium holds.
+  virtual Status apply_metas(std::span<const MetaRecord> records);
   // Makes every metadata operation executed on the volume so far durable (syncfs): the META
   // records of those operations may then be trimmed.
   virtual Status sync_volume(uint32_t volume_id);

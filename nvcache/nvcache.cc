@@ -340,20 +340,23 @@ Status NvCache::redo_recovered_meta_locked() {
       if (!pin.redone && destage_eligible(pin.volume_id) && !superseded(pin.volume_id, pin.epoch))
         todo.emplace_back(lsn, pin);
   }
-  CheckedRecord record;
-  for (const auto& [lsn, pin] : todo) {
-    if (Status s = ring_bytes_.read_record(pin.pos, lsn, &record); !s.is_ok()) {
+  if (todo.empty()) return Status::ok();
+  // All of them at once: a target may skip records that a later one says the medium holds.
+  std::vector<CheckedRecord> read(todo.size());
+  std::vector<MetaRecord> metas;
+  for (size_t i = 0; i < todo.size(); ++i) {
+    const auto& [lsn, pin] = todo[i];
+    if (Status s = ring_bytes_.read_record(pin.pos, lsn, &read[i]); !s.is_ok()) {
       if (s.code() == Code::kDataLoss) report_damage(pin.pos, lsn, s);
       return s;
     }
-    const MetaRecord meta{pin.volume_id, pin.epoch, log_->ring_id(), lsn,
-                          std::span<const std::byte>(record.bytes).subspan(record.payload_at)};
-    Status s = target_.apply_meta(meta);
-    if (!s.is_ok() && s.code() != Code::kStale && s.code() != Code::kNotFound)
-      return s.with_context("redo of metadata record LSN " + std::to_string(lsn));
-    std::unique_lock lock(index_mu_);
-    if (auto it = meta_pins_.find(lsn); it != meta_pins_.end()) it->second.redone = true;
+    metas.push_back(MetaRecord{pin.volume_id, pin.epoch, log_->ring_id(), lsn,
+                               std::span<const std::byte>(read[i].bytes).subspan(read[i].payload_at)});
   }
+  HAFS_RETURN_IF_ERROR(target_.apply_metas(metas).with_context("redo"));
+  std::unique_lock lock(index_mu_);
+  for (const auto& [lsn, pin] : todo)
+    if (auto it = meta_pins_.find(lsn); it != meta_pins_.end()) it->second.redone = true;
   return Status::ok();
 }
 
@@ -661,13 +664,13 @@ Result<ReplayReport> replay_ring(const Store& ring, DestageTarget& target,
   // Metadata first, in LSN order, then data newest-wins: a file's data may need the create that
   // made it, and a truncate's FENCE already keeps older data from being laid over it (I4).
   std::set<uint32_t> meta_volumes;
+  std::vector<MetaRecord> meta_records;
   for (const auto& [h, payload] : metas) {
-    Status s = target.apply_meta(MetaRecord{h.volume_id, h.epoch, rec->header.ring_id, h.lsn, payload});
-    if (!s.is_ok() && s.code() != Code::kStale && s.code() != Code::kNotFound)
-      return s.with_context("replay of metadata record LSN " + std::to_string(h.lsn));
+    meta_records.push_back(MetaRecord{h.volume_id, h.epoch, rec->header.ring_id, h.lsn, payload});
     meta_volumes.insert(h.volume_id);
-    ++report.meta_records_applied;
   }
+  HAFS_RETURN_IF_ERROR(target.apply_metas(meta_records).with_context("replay"));
+  report.meta_records_applied = meta_records.size();
   RingBytes bytes(ring, rec->header.data_bytes);
   auto lister = [&](const ObjectId& o) { return index.extents_of(o); };
   while (index.extent_count() > 0) {

@@ -109,6 +109,8 @@ void execute(Volume& vol, const MetaOp& op) {
     case MetaKind::kSetattr:
       ASSERT_TRUE(vol.meta().set_attrs(op).is_ok());
       return;
+    case MetaKind::kSynced:  // a marker: nothing on the medium
+      return;
     case MetaKind::kSetxattr:
     case MetaKind::kRemovexattr:
     case MetaKind::kFallocate: {

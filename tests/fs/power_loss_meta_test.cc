@@ -40,6 +40,17 @@ class PowerLossMetaTest : public ::testing::Test {
   }
   void TearDown() override { node_.reset(); }  // before the medium goes
 
+  // hafsd on the medium, no destage pass meanwhile (so no sync of the volume), every stamp
+  // failing (fault meta.stamp).
+  void start_with_failing_stamps() {
+    HafsdSpec spec;
+    spec.medium_dir = medium_.path();
+    spec.extra_args = {"--set", "nvlog.destage_interval_ms=60000", "--fault", "meta.stamp=fail:EIO"};
+    node_ = std::make_unique<HafsdProcess>(spec);
+    std::string why;
+    ASSERT_TRUE(node_->start(&why)) << why;
+  }
+
   LoopMedium medium_;
   std::unique_ptr<HafsdProcess> node_;
 };
@@ -134,19 +145,19 @@ TEST_F(PowerLossMetaTest, LoggedOperationsComeBackWithTheirInodeNumbers) {
 }
 
 // A stamp that cannot be written (fault meta.stamp, as on a medium without trusted xattrs): the
-// operation fails, and from then on the volume's metadata is synced, not logged (without its
+// volume is synced at once and its metadata is synced, not logged, from then on (without its
 // stamp the next record's redo could not tell what the medium holds; design.md §9a). So the
-// operations after it are on the medium by themselves after a power cut, before any redo.
+// operations after it are on the medium by themselves after a power cut, before any redo, and
+// the recovery does not redo the unstamped record over them.
 TEST_F(PowerLossMetaTest, AFailedStampMakesTheVolumeSyncItsMetadata) {
-  HafsdSpec spec;
-  spec.medium_dir = medium_.path();
-  spec.extra_args = {"--set", "nvlog.destage_interval_ms=60000", "--fault", "meta.stamp=fail:EIO"};
-  node_ = std::make_unique<HafsdProcess>(spec);
+  ASSERT_NO_FATAL_FAILURE(start_with_failing_stamps());
   std::string why;
-  ASSERT_TRUE(node_->start(&why)) << why;
   const std::string vol = node_->path("vol0");
-  errno = 0;
-  EXPECT_FALSE(spit(vol + "/first", "x")) << "the first logged create should have failed";
+  // The create whose stamp fails is made durable (a syncfs) and acknowledged; then a chmod of
+  // it, synced. A redo of the create's record would set its mode back: the kSynced record
+  // appended after the syncfs makes every replay skip it.
+  ASSERT_TRUE(spit(vol + "/first", "x"));
+  ASSERT_EQ(::chmod((vol + "/first").c_str(), 0600), 0);
   ASSERT_TRUE(spit(vol + "/after", "synced"));
   ASSERT_EQ(::mkdir((vol + "/afterdir").c_str(), 0755), 0);
   ASSERT_EQ(::rename((vol + "/after").c_str(), (vol + "/afterdir/moved").c_str()), 0);
@@ -159,7 +170,23 @@ TEST_F(PowerLossMetaTest, AFailedStampMakesTheVolumeSyncItsMetadata) {
       << "an operation after the failed stamp was not synced";
   ASSERT_TRUE(node_->start(&why)) << why;
   EXPECT_EQ(slurp(vol + "/afterdir/moved"), "synced");
+  struct stat st {};
+  ASSERT_EQ(::stat((vol + "/first").c_str(), &st), 0) << "the acknowledged create is gone";
+  EXPECT_EQ(st.st_mode & 07777, 0600u) << "the recovery undid the chmod after the failed stamp";
   EXPECT_EQ(node_->stop(), 0) << node_->log();
+}
+
+// The operation whose stamp failed is acknowledged only once the volume is synced: its record
+// is skipped by every replay from then on (the kSynced record after it), so the medium must hold
+// it by itself. Here nothing is synced after it before the power cut.
+TEST_F(PowerLossMetaTest, AnOperationWhoseStampFailedIsOnTheMediumWhenAcknowledged) {
+  ASSERT_NO_FATAL_FAILURE(start_with_failing_stamps());
+  ASSERT_EQ(::mkdir(node_->path("vol0/made").c_str(), 0755), 0);
+  ASSERT_TRUE(medium_.power_loss());
+  node_->kill9();
+  ASSERT_TRUE(medium_.remount());
+  EXPECT_TRUE(std::filesystem::is_directory(medium_.path() + "/vol0/made"))
+      << "acknowledged, its record skipped by every replay, and not on the medium";
 }
 
 }  // namespace
