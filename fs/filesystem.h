@@ -142,6 +142,12 @@ class Filesystem {
                 const std::function<int(int dirfd)>& create, mode_t mode, fuse_entry_param* e);
 
   // ---- logged metadata (fs_logged.cc; docs/design.md §9a) ----
+  // May this node change `vol` now? Not once the volume left its tree (given back, fenced), nor
+  // after its lease ran out (a node that froze past its lease and woke up, with requests queued
+  // in the kernel: the partner may serve the volume, and a change made now would be made behind
+  // its back). Writes ask it before they are acknowledged, metadata operations before they
+  // touch the medium.
+  bool may_change(const Volume& vol) const;
   // Is a metadata operation on `vol` logged (a META record) instead of synced on the medium now?
   bool logs_metadata(const Volume& vol) const;
   // The volume's metadata lock when its operations are logged (held across an operation, its

@@ -107,6 +107,7 @@ void Filesystem::create(fuse_req_t req, fuse_ino_t parent, const char* name, mod
   if (!dir->volume) return (void)fuse_reply_err(req, EPERM);
   if (std::strlen(name) > NAME_MAX) return (void)fuse_reply_err(req, ENAMETOOLONG);
   if (hidden(*dir, name)) return (void)fuse_reply_err(req, EPERM);
+  if (!may_change(*dir->volume)) return (void)fuse_reply_err(req, EIO);
   if (logs_metadata(*dir->volume)) {
     fuse_entry_param e{};
     int fd = -1;
@@ -175,9 +176,7 @@ void Filesystem::write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size,
   Volume& vol = *inode.volume;
   // A volume that left this node's tree (fenced, given back) takes no more writes, and none is
   // acknowledged without a valid lease (a node that froze past its lease and woke up).
-  auto may_ack = [&] {
-    return volume_by_id(vol.id()) == &vol && (!options_.may_acknowledge || options_.may_acknowledge(vol));
-  };
+  auto may_ack = [&] { return may_change(vol); };
   if (!may_ack()) return (void)fuse_reply_err(req, EIO);
   // Degraded with the write-through policy: the medium takes the write, after whatever of the
   // file is still staged (a later destage must never overwrite it with older bytes).
@@ -342,6 +341,7 @@ void Filesystem::fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, o
                            fuse_file_info* fi) {
   OpenFile* of = open_file(fi);
   Volume& vol = *of->inode->volume;
+  if (!may_change(vol)) return (void)fuse_reply_err(req, EIO);
   // Allocating changes no byte: logged like a setattr, and staged data stays staged.
   if ((mode & ~FALLOC_FL_KEEP_SIZE) == 0) {
     if (std::unique_lock lock = meta_lock(vol); lock.owns_lock()) {

@@ -22,6 +22,10 @@ int64_t realtime_ns() {
 }
 }  // namespace
 
+bool Filesystem::may_change(const Volume& vol) const {
+  return volume_by_id(vol.id()) == &vol && (!options_.may_acknowledge || options_.may_acknowledge(vol));
+}
+
 bool Filesystem::logs_metadata(const Volume& vol) const {
   if (options_.sync_metadata || !cache_ || vol.mode() != WriteMode::kStaged || vol.meta().failed()) return false;
   // Degraded with the write-through policy the medium must hold every acknowledged operation.
@@ -75,8 +79,7 @@ int Filesystem::finish_logged(Volume& vol, const MetaTicket& ticket) {
   }
   // A volume that left the tree, or a lease that ran out while the record was mirrored: the
   // partner may serve the volume without this operation's record.
-  if (volume_by_id(vol.id()) != &vol || (options_.may_acknowledge && !options_.may_acknowledge(vol)))
-    return EIO;
+  if (!may_change(vol)) return EIO;
   return 0;
 }
 

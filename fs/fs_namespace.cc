@@ -269,6 +269,7 @@ void Filesystem::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   if (!inode->volume) return (void)fuse_reply_err(req, EPERM);
+  if (!may_change(*inode->volume)) return (void)fuse_reply_err(req, EIO);
   const std::string proc = proc_path(inode->fd);
   int err = 0;
   // Staged bytes first (and for a truncate a FENCE: neither destage nor replay may resurrect
@@ -382,6 +383,7 @@ int Filesystem::make_node(fuse_req_t req, fuse_ino_t parent, const char* name,
   if (!dir->volume) return EPERM;  // volumes come from the configuration, not from mkdir
   if (std::strlen(name) > NAME_MAX) return ENAMETOOLONG;
   if (hidden(*dir, name)) return EPERM;
+  if (!may_change(*dir->volume)) return EIO;
   if (create(dir->fd) != 0) return errno;
   int err = chown_new(req, *dir, name, mode);
   if (!err) err = do_lookup(*dir, name, e);
@@ -408,7 +410,7 @@ void Filesystem::mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode
   fuse_entry_param e{};
   if (auto dir = inode_of(parent); dir && dir->volume && std::strlen(name) <= NAME_MAX &&
                                    !hidden(*dir, name) && logs_metadata(*dir->volume)) {
-    int err = create_logged(req, *dir, name, mode, true, &e);
+    int err = may_change(*dir->volume) ? create_logged(req, *dir, name, mode, true, &e) : EIO;
     return err ? (void)fuse_reply_err(req, err) : (void)fuse_reply_entry(req, &e);
   }
   int err = make_node(req, parent, name,
@@ -440,6 +442,7 @@ void Filesystem::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
   if (!dir->volume || hidden(*dir, name)) return (void)fuse_reply_err(req, EPERM);
+  if (!may_change(*dir->volume)) return (void)fuse_reply_err(req, EIO);
   // A file that may stay open after losing its last name must have its data on the medium:
   // the destager cannot reopen an unlinked file by handle.
   auto victim = known_child(*dir, name);
@@ -463,6 +466,7 @@ void Filesystem::rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   auto dir = inode_of(parent);
   if (!dir) return (void)fuse_reply_err(req, ESTALE);
   if (!dir->volume || hidden(*dir, name)) return (void)fuse_reply_err(req, EPERM);
+  if (!may_change(*dir->volume)) return (void)fuse_reply_err(req, EIO);
   if (std::unique_lock lock = meta_lock(*dir->volume); lock.owns_lock()) {
     MetaOp op;
     op.kind = MetaKind::kRmdir;
@@ -483,6 +487,7 @@ void Filesystem::rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
   if (from->volume != to->volume) return (void)fuse_reply_err(req, EXDEV);
   if (std::strlen(newname) > NAME_MAX) return (void)fuse_reply_err(req, ENAMETOOLONG);
   if (hidden(*from, name) || hidden(*to, newname)) return (void)fuse_reply_err(req, EPERM);
+  if (!may_change(*from->volume)) return (void)fuse_reply_err(req, EIO);
   std::shared_ptr<Inode> victim;
   if (!(flags & RENAME_EXCHANGE)) {
     victim = known_child(*to, newname);
@@ -523,6 +528,7 @@ void Filesystem::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, cons
   if (dir->volume != inode->volume) return (void)fuse_reply_err(req, EXDEV);
   if (std::strlen(newname) > NAME_MAX) return (void)fuse_reply_err(req, ENAMETOOLONG);
   if (hidden(*dir, newname)) return (void)fuse_reply_err(req, EPERM);
+  if (!may_change(*dir->volume)) return (void)fuse_reply_err(req, EIO);
   std::unique_lock lock = meta_lock(*dir->volume);
   if (::linkat(inode->fd, "", dir->fd, newname, AT_EMPTY_PATH) != 0)
     return (void)fuse_reply_err(req, errno);
@@ -573,6 +579,7 @@ void Filesystem::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, cons
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   if (!inode->volume) return (void)fuse_reply_err(req, ENOTSUP);
   if (S_ISLNK(inode->type)) return (void)fuse_reply_err(req, EPERM);
+  if (!may_change(*inode->volume)) return (void)fuse_reply_err(req, EIO);
   std::unique_lock lock = meta_lock(*inode->volume);
   if (::setxattr(proc_path(inode->fd).c_str(), name, value, size, flags) != 0)
     return (void)fuse_reply_err(req, errno);
@@ -620,6 +627,7 @@ void Filesystem::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   auto inode = inode_of(ino);
   if (!inode) return (void)fuse_reply_err(req, ESTALE);
   if (!inode->volume || S_ISLNK(inode->type)) return (void)fuse_reply_err(req, ENODATA);
+  if (!may_change(*inode->volume)) return (void)fuse_reply_err(req, EIO);
   std::unique_lock lock = meta_lock(*inode->volume);
   if (::removexattr(proc_path(inode->fd).c_str(), name) != 0) return (void)fuse_reply_err(req, errno);
   if (!lock.owns_lock()) return (void)fuse_reply_err(req, sync_inode(*inode));

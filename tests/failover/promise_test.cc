@@ -11,6 +11,8 @@
 // The pair, the writers and the checks are in failover_pair.h; every test ends with the
 // acknowledged writes read back (hafs-ackcheck verify) through the serving mount and, after a
 // clean stop, on the medium, and with the I2 watcher's verdict.
+#include <future>
+
 #include "tests/failover/failover_pair.h"
 
 namespace hafs::testing::failover {
@@ -563,6 +565,55 @@ TEST_F(PromiseTest, ADuplicateWithAnotherNvLogIsRefusedBeforeItTouchesAnything) 
   ASSERT_EQ(node(1).proc->stop(), 0);
   ASSERT_EQ(node(2).proc->stop(), 0);
   verify(w, medium_ + "/vol1", "on the medium");
+}
+
+// ---- 1b. metadata operations that waited out a freeze ----
+
+// Node 1 froze (SIGSTOP) with metadata operations on acknowledged objects queued in the kernel
+// (an unlink, an rmdir, a chmod, each from its own thread), and node 2 took vol1 over and serves
+// it. When node 1 wakes its lease has run out, and its FUSE workers take the queued requests
+// before its membership tick stands it down. A write asks the lease before it is acknowledged;
+// a metadata operation changes the shared medium at once, so it must ask before: else node 1
+// changes, behind node 2's back, what node 2 serves (found reading the metadata paths; without
+// the check one run in three or so lost the file or the directory).
+TEST_F(PromiseTest, MetadataOperationsQueuedDuringAFreezeLeaveTheTakenOverVolumeAlone) {
+  ASSERT_NO_FATAL_FAILURE(start_pair());
+  const uint64_t epoch1 = await_serving(1, "vol1", 0, 10s);
+  ASSERT_GT(epoch1, 0u);
+  const std::string file = node(1).proc->path("vol1/keep"), dir = node(1).proc->path("vol1/dir"),
+                    moded = node(1).proc->path("vol1/moded");
+  for (const std::string& f : {file, moded}) {
+    std::ofstream out(f);
+    out << "acknowledged";
+    ASSERT_TRUE(out.flush()) << f;
+  }
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(moded.c_str(), 0644), 0);
+  node(1).proc->pause();
+  std::array<std::promise<int>, 3> outcome;
+  std::vector<std::thread> ops;
+  ops.emplace_back([&] { outcome[0].set_value(::unlink(file.c_str()) == 0 ? 0 : errno); });
+  ops.emplace_back([&] { outcome[1].set_value(::rmdir(dir.c_str()) == 0 ? 0 : errno); });
+  ops.emplace_back([&] { outcome[2].set_value(::chmod(moded.c_str(), 0600) == 0 ? 0 : errno); });
+  const uint64_t epoch2 = await_serving(2, "vol1", epoch1, 30s);
+  node(1).proc->resume();  // whatever happened: the operations wait for node 1
+  for (auto& t : ops) t.join();
+  ASSERT_GT(epoch2, epoch1) << "node 2 never took vol1 over from the frozen node 1:\n" << dump();
+  for (auto& o : outcome) EXPECT_NE(o.get_future().get(), 0) << "node 1 acknowledged a change of vol1 after the takeover";
+  EXPECT_TRUE(std::filesystem::exists(medium_ + "/vol1/keep")) << "node 1 removed the file from the medium";
+  EXPECT_TRUE(std::filesystem::is_directory(medium_ + "/vol1/dir")) << "node 1 removed the directory";
+  struct stat st {};
+  ASSERT_EQ(::stat((medium_ + "/vol1/moded").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u) << "node 1 changed the mode on the medium";
+  ASSERT_TRUE(await_node_state(1, "NORMAL", 60s)) << dump();
+  ASSERT_TRUE(await_node_state(2, "NORMAL", 60s)) << dump();
+  const uint32_t server = server_of("vol1");
+  ASSERT_NE(server, 0u) << dump();
+  std::ifstream in(node(server).proc->path("vol1/keep"));
+  std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(got, "acknowledged") << "through node " << server << "'s mount";
+  ASSERT_EQ(node(1).proc->stop(), 0);
+  ASSERT_EQ(node(2).proc->stop(), 0);
 }
 
 }  // namespace

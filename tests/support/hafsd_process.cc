@@ -1,5 +1,7 @@
 #include "tests/support/hafsd_process.h"
+
 #include "tests/support/run_program.h"
+#include "tests/support/wait.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -180,7 +182,24 @@ void HafsdProcess::kill9() {
 }
 
 void HafsdProcess::pause() {
-  if (pid_ > 0) ::kill(pid_, SIGSTOP);
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGSTOP);
+  // kill() returns before every thread has stopped: a FUSE worker could still take a request the
+  // test issues right after. Wait (bounded) until /proc shows each thread stopped.
+  const std::string tasks = "/proc/" + std::to_string(pid_) + "/task";
+  eventually([&] {
+    std::error_code ec;
+    for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+      std::ifstream stat(t.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const auto paren = line.rfind(')');
+      if (paren == std::string::npos || paren + 2 >= line.size()) continue;  // gone meanwhile
+      const char state = line[paren + 2];
+      if (state != 'T' && state != 't') return false;
+    }
+    return !ec;
+  }, std::chrono::seconds(2));
 }
 
 void HafsdProcess::resume() {

@@ -63,7 +63,7 @@ class HafsdProcess {
   int exit_status() const { return exit_status_; }
   // SIGKILL, reap, lazily unmount the dead mount.
   void kill9();
-  // SIGSTOP / SIGCONT.
+  // SIGSTOP, returning once every thread of the daemon is stopped (at most 2 s); SIGCONT.
   void pause();
   void resume();
   bool running() const { return pid_ > 0; }
